@@ -1,0 +1,112 @@
+"""Shared command-line plumbing of the experiments: flags -> frozen configs.
+
+The experiments in ``experiments/`` define their flags with these helpers and
+turn the parsed values into the library's frozen configs; the library itself
+never reads flags. ``run_main`` turns bad input into a one-line error naming the
+bad value and the valid ones, with a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from absl import app
+from absl import logging
+from absl import flags
+
+from memjax import checkpointing
+from memjax import data as data_lib
+from memjax import training
+
+# Flags that change where or how a run is stored, not what it computes.
+NOT_IN_RUN_CONFIG = ("workdir", "overwrite", "progress")
+
+
+def define_data_flags(dataset: str = "mnist5k") -> None:
+  flags.DEFINE_string("dataset", dataset,
+                      f"One of {', '.join(data_lib.DATASETS)}.")
+  flags.DEFINE_string("data_dir", None,
+                      "tfds data dir with the dataset prepared as array_record "
+                      "(real datasets only).")
+  flags.DEFINE_integer("train_size", None, "Stratified training subset size.")
+  flags.DEFINE_integer("test_size", None, "Stratified test subset size.")
+  flags.DEFINE_integer("image_size", None,
+                       "Downscale images to this side (e.g. 14 for MNIST).")
+  flags.DEFINE_bool("standardize", True, "Per-image standardization.")
+
+
+def define_train_flags(model: str = "mlp1x512", seeds: int = 3,
+                       max_epochs: int = 100, batch_size: int = 128) -> None:
+  flags.DEFINE_string("model", model,
+                      "mlp<depth>x<width> (e.g. mlp1x512, mlp3x512), alexnet, "
+                      "inception, inception_nobn or arpit_cnn.")
+  flags.DEFINE_integer("seeds", seeds, "Seeds trained at once (vmapped).")
+  flags.DEFINE_integer("seed", 0, "First seed; seed lanes are seed..seed+S-1.")
+  flags.DEFINE_integer("max_epochs", max_epochs,
+                       "Stop here if not every seed has fit.")
+  flags.DEFINE_integer("batch_size", batch_size, "SGD minibatch size.")
+  flags.DEFINE_float("learning_rate", None,
+                     "Initial SGD rate (default: the paper's, 0.01; 0.1 for "
+                     "inception).")
+  flags.DEFINE_float("lr_decay", 0.95,
+                     "Learning-rate decay per 50,000 examples seen (Zhang et "
+                     "al.'s per-epoch decay on CIFAR10).")
+  flags.DEFINE_float("momentum", 0.9, "SGD momentum.")
+
+
+def define_run_flags(workdir: str) -> None:
+  flags.DEFINE_string("workdir", workdir,
+                      "Results, figures and checkpoints; a re-run resumes here.")
+  flags.DEFINE_bool("overwrite", False, "Delete an existing --workdir first.")
+  flags.DEFINE_bool("smoke", False, "Tiny, seconds-long run for tests.")
+  flags.DEFINE_bool("progress", True, "Show progress bars.")
+
+
+def data_config(values, **overrides) -> data_lib.DataConfig:
+  config = data_lib.DataConfig(
+      name=values.dataset, data_dir=values.data_dir,
+      train_size=values.train_size, test_size=values.test_size,
+      image_size=values.image_size, standardize=values.standardize)
+  config = data_lib.DataConfig(**{**config.__dict__, **overrides})
+  data_lib.validate(config)
+  return config
+
+
+def train_config(values, **overrides) -> training.TrainConfig:
+  kwargs = dict(model=values.model, num_seeds=values.seeds, seed=values.seed,
+                max_epochs=values.max_epochs, batch_size=values.batch_size,
+                learning_rate=values.learning_rate, lr_decay=values.lr_decay,
+                momentum=values.momentum)
+  kwargs.update(overrides)
+  return training.TrainConfig(**kwargs)
+
+
+def run_config(values) -> dict:
+  """Every flag the user can set (not absl's own), as a JSON-able dict."""
+  config = {}
+  for module, module_flags in values.flags_by_module_dict().items():
+    if module.startswith("absl"):
+      continue
+    for flag in module_flags:
+      if flag.name not in NOT_IN_RUN_CONFIG:
+        config[flag.name] = flag.value
+  return dict(sorted(config.items()))
+
+
+def prepare(values) -> None:
+  """Claims --workdir for this run's flags (refuses other flags there)."""
+  checkpointing.prepare_workdir(values.workdir, run_config(values),
+                                overwrite=values.overwrite)
+
+
+def run_main(main: Callable[[list[str]], None]) -> None:
+  """app.run(main), with bad input reported as ``error: ...`` and exit code 2."""
+  def guarded(argv):
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    try:
+      main(argv)
+    except (ValueError, FileNotFoundError, FloatingPointError) as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(2)
+  app.run(guarded)

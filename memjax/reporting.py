@@ -1,0 +1,118 @@
+"""Results files, tables, claim verdicts and figures shared by the experiments.
+
+Every experiment writes ``<workdir>/results.json`` with the keys ``experiment``,
+``config`` (every flag), ``runs`` (per condition and seed), ``summary`` (per
+condition) and ``claims`` (each paper claim tested, whether it reproduced, and the
+numbers behind the verdict). ``summary_frame`` loads the summary into pandas.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+RESULTS_FILE = "results.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+  """One paper claim, tested on our data."""
+
+  claim: str
+  reproduced: bool
+  measured: str
+
+
+def to_jsonable(value: Any) -> Any:
+  """numpy scalars/arrays and NaN -> plain JSON (NaN and inf become null)."""
+  if isinstance(value, dict):
+    return {str(k): to_jsonable(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [to_jsonable(v) for v in value]
+  if isinstance(value, np.ndarray):
+    return to_jsonable(value.tolist())
+  if isinstance(value, (np.bool_, bool)):
+    return bool(value)
+  if isinstance(value, (np.integer,)):
+    return int(value)
+  if isinstance(value, (float, np.floating)):
+    return float(value) if np.isfinite(value) else None
+  if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    return to_jsonable(dataclasses.asdict(value))
+  return value
+
+
+def write_results(workdir: str, experiment: str, config: dict, runs: Any,
+                  summary: dict, claims: Sequence[Claim] = ()) -> str:
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, RESULTS_FILE)
+  payload = {"experiment": experiment, "config": config, "runs": runs,
+             "summary": summary, "claims": list(claims)}
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(to_jsonable(payload), f, indent=1)
+  os.replace(tmp, path)
+  return path
+
+
+def summary_frame(path: str):
+  """results.json's summary as a pandas DataFrame, one row per condition."""
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  with open(path) as f:
+    return pd.DataFrame.from_dict(json.load(f)["summary"], orient="index")
+
+
+def format_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
+  """A plain-text table; floats in [0, 1] as percentages."""
+  def fmt(v):
+    if v is None:
+      return "-"
+    if isinstance(v, (float, np.floating)):
+      return f"{v:.4g}"
+    return str(v)
+  cells = [[fmt(r.get(c)) for c in columns] for r in rows]
+  widths = [max(len(c), *(len(row[i]) for row in cells))
+            for i, c in enumerate(columns)]
+  line = lambda vals: "  ".join(v.rjust(w) for v, w in zip(vals, widths))
+  return "\n".join([line(columns), line(["-" * w for w in widths])]
+                   + [line(row) for row in cells])
+
+
+def format_claims(claims: Sequence[Claim]) -> str:
+  lines = ["Claims:"]
+  for c in claims:
+    verdict = "REPRODUCED" if c.reproduced else "NOT REPRODUCED"
+    lines.append(f"  [{verdict}] {c.claim}\n      measured: {c.measured}")
+  return "\n".join(lines)
+
+
+def plot_curves(path: str, curves: dict, xlabel: str, ylabel: str,
+                title: str = "", logy: bool = False) -> str:
+  """One line per name (mean over seeds) with a min-max band.
+
+  ``curves`` maps a name to (x of shape (T,), y of shape (T, S)).
+  """
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(6.4, 4.4))
+  for name, (x, y) in curves.items():
+    y = np.asarray(y, float).reshape(len(x), -1)
+    line, = ax.plot(x, np.nanmean(y, 1), label=name)
+    ax.fill_between(x, np.nanmin(y, 1), np.nanmax(y, 1), alpha=0.2,
+                    color=line.get_color())
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  if logy:
+    ax.set_yscale("log")
+  ax.set_title(title)
+  ax.grid(alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path
