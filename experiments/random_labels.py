@@ -31,7 +31,6 @@ corruption masks. Re-running the same command resumes.
 """
 
 from absl import flags
-import numpy as np
 
 from memjax import cli
 from memjax import reporting
@@ -41,27 +40,12 @@ CONDITIONS = ("true_labels", "random_labels", "shuffled_pixels",
               "random_pixels", "gaussian")
 
 cli.define_data_flags()
-cli.define_train_flags(max_epochs=300)
+cli.define_train_flags(seeds=5, max_epochs=300)
 cli.define_run_flags("runs/random_labels")
+cli.define_randomization_flags()
 flags.DEFINE_list("conditions", list(CONDITIONS),
                   f"Subset of {', '.join(CONDITIONS)} (or corrupt_<p>).")
-flags.DEFINE_bool("per_seed_randomization", False,
-                  "Draw a different randomization for every seed.")
-flags.DEFINE_bool("corrupt_test", False, "Corrupt test labels too.")
 FLAGS = flags.FLAGS
-
-
-def study_config(values) -> studies.StudyConfig:
-  data_overrides, train_overrides = {}, {}
-  if values.smoke:
-    data_overrides = dict(train_size=256, test_size=128)
-    train_overrides = dict(num_seeds=min(values.seeds, 2), max_epochs=2)
-  return studies.StudyConfig(
-      data=cli.data_config(values, **data_overrides),
-      train=cli.train_config(values, **train_overrides),
-      conditions=tuple(values.conditions),
-      corrupt_test=values.corrupt_test,
-      per_seed_randomization=values.per_seed_randomization)
 
 
 def claims(summary: dict, num_classes: int) -> list[reporting.Claim]:
@@ -106,9 +90,10 @@ def claims(summary: dict, num_classes: int) -> list[reporting.Claim]:
 
 def main(argv):
   del argv
-  config = study_config(FLAGS)
+  config = cli.study_config(FLAGS, FLAGS.conditions)
   cli.prepare(FLAGS)
-  results = studies.run(config, FLAGS.workdir, progress=FLAGS.progress)
+  results = studies.run(config, FLAGS.workdir, progress=FLAGS.progress,
+                        checkpoint_seconds=FLAGS.checkpoint_seconds)
   summary = studies.summarize(results, reference="true_labels")
   rows = [{"condition": n, **s} for n, s in summary.items()]
   print(reporting.format_table(rows, ["condition", "train_acc", "train_acc_min",

@@ -16,6 +16,7 @@ import shutil
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 CONFIG_FILE = "config.json"
@@ -38,8 +39,15 @@ class RunCheckpointer:
     self._manager.wait_until_finished()
 
   def restore(self, like: Any) -> Any:
-    """The latest checkpoint, shaped and typed as the pytree ``like``."""
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    """The latest checkpoint, shaped and typed as the pytree ``like``.
+
+    Leaves of ``like`` may be arrays or ``jax.ShapeDtypeStruct``s; a leaf's
+    sharding is where it is restored, whatever the sharding it was saved with.
+    """
+    # Orbax's restore accepts no numpy scalars: describe them as 0-d arrays.
+    as_array = lambda x: np.asarray(x) if isinstance(x, np.generic) else x
+    abstract = jax.tree.map(
+        lambda x: ocp.utils.to_shape_dtype_struct(as_array(x)), like)
     return self._manager.restore(self.latest_step(),
                                  args=ocp.args.StandardRestore(abstract))
 

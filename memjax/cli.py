@@ -17,10 +17,11 @@ from absl import flags
 
 from memjax import checkpointing
 from memjax import data as data_lib
+from memjax import studies
 from memjax import training
 
 # Flags that change where or how a run is stored, not what it computes.
-NOT_IN_RUN_CONFIG = ("workdir", "overwrite", "progress")
+NOT_IN_RUN_CONFIG = ("workdir", "overwrite", "progress", "checkpoint_seconds")
 
 
 def define_data_flags(dataset: str = "mnist5k") -> None:
@@ -61,6 +62,38 @@ def define_run_flags(workdir: str) -> None:
   flags.DEFINE_bool("overwrite", False, "Delete an existing --workdir first.")
   flags.DEFINE_bool("smoke", False, "Tiny, seconds-long run for tests.")
   flags.DEFINE_bool("progress", True, "Show progress bars.")
+  flags.DEFINE_float("checkpoint_seconds", 30.0,
+                     "Checkpoint at most this often (and at the end of a run).")
+
+
+def define_randomization_flags() -> None:
+  flags.DEFINE_enum("label_noise", "uniform", ["uniform", "different_class"],
+                    "Corrupted labels: uniform over all classes (Zhang et al.) "
+                    "or forced to a different class.")
+  flags.DEFINE_bool("corrupt_test", False, "Corrupt the test labels too.")
+  flags.DEFINE_bool("per_seed_randomization", False,
+                    "Draw a different randomization for every seed.")
+  flags.DEFINE_integer("randomization_seed", 0, "Seeds the randomization.")
+
+
+# --smoke: a seconds-long run of the same code path, for tests.
+SMOKE_DATA = dict(train_size=128, test_size=64)
+SMOKE_TRAIN = dict(max_epochs=2)
+
+
+def study_config(values, conditions) -> studies.StudyConfig:
+  """The StudyConfig of a randomization experiment (--smoke shrinks it)."""
+  data_overrides, train_overrides = {}, {}
+  if values.smoke:
+    data_overrides = dict(SMOKE_DATA)
+    train_overrides = dict(SMOKE_TRAIN, num_seeds=min(values.seeds, 2))
+  return studies.StudyConfig(
+      data=data_config(values, **data_overrides),
+      train=train_config(values, **train_overrides),
+      conditions=tuple(conditions), label_noise=values.label_noise,
+      corrupt_test=values.corrupt_test,
+      per_seed_randomization=values.per_seed_randomization,
+      randomization_seed=values.randomization_seed)
 
 
 def data_config(values, **overrides) -> data_lib.DataConfig:

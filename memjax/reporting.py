@@ -116,3 +116,28 @@ def plot_curves(path: str, curves: dict, xlabel: str, ylabel: str,
   fig.savefig(path, dpi=120)
   plt.close(fig)
   return path
+
+
+def plot_panels(path: str, panels: Sequence[dict]) -> str:
+  """Side-by-side line plots; each panel is a dict with ``title``, ``xlabel``,
+  ``ylabel`` and ``lines``: {label: (x, y)} or {label: (x, y, yerr)}."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2),
+                           squeeze=False)
+  for ax, panel in zip(axes[0], panels):
+    for label, series in panel["lines"].items():
+      x, y = series[0], series[1]
+      yerr = series[2] if len(series) > 2 else None
+      ax.errorbar(x, y, yerr=yerr, marker="o", capsize=3, label=label)
+    ax.set_title(panel.get("title", ""))
+    ax.set_xlabel(panel.get("xlabel", ""))
+    ax.set_ylabel(panel.get("ylabel", ""))
+    ax.grid(alpha=0.3)
+    if len(panel["lines"]) > 1:
+      ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path

@@ -81,8 +81,12 @@ def randomize(dataset: data_lib.Dataset, config: StudyConfig, name: str):
 
 def run(config: StudyConfig, workdir: str | None = None, *,
         progress: bool = True, checkpoint_seconds: float = 30.0,
-        record_examples: bool = False) -> dict[str, ConditionResult]:
-  dataset = data_lib.load(config.data)
+        record_examples: bool = False,
+        dataset: data_lib.Dataset | None = None) -> dict[str, ConditionResult]:
+  """Trains every condition; ``dataset``, if given, is ``config.data`` loaded
+  already (studies that share one dataset over many runs load it once)."""
+  if dataset is None:
+    dataset = data_lib.load(config.data)
   results = {}
   for name in config.conditions:
     train_data, train_mask, test_mask = randomize(dataset, config, name)
@@ -145,3 +149,27 @@ def per_seed_runs(results: dict[str, ConditionResult], seed: int) -> dict:
                                     if r.fit.fit_step[i] >= 0 else None)}
                   for i in range(r.fit.fit_step.shape[0])]
   return runs
+
+
+def condition_lanes(dataset: data_lib.Dataset, names, seeds_per_condition: int,
+                    *, randomization_seed: int = 0,
+                    label_noise: str = "uniform"):
+  """Every (condition, seed) pair as one lane of a single vmapped run.
+
+  Returns (TrainData with per-lane inputs and labels, train masks (C, n)). Lane
+  ``c * seeds_per_condition + s`` trains condition ``names[c]``, randomized once
+  per condition (key ``condition_key(randomization_seed, name)``) and shared by
+  its seeds; test sets are the conditions' own (clean unless the condition
+  transforms every input). Conditions that share a model shape then train in
+  one ``training.fit`` with ``num_seeds = len(names) * seeds_per_condition``.
+  """
+  draws = [rand_lib.apply(dataset, rand_lib.from_name(name, label_noise),
+                          condition_key(randomization_seed, name))
+           for name in names]
+  lanes = lambda field: np.repeat(
+      np.stack([getattr(r.dataset, field) for r in draws]),
+      seeds_per_condition, axis=0)
+  data = training.TrainData(lanes("x_train"), lanes("y_train"), lanes("x_test"),
+                            lanes("y_test"), dataset.num_classes,
+                            per_seed_inputs=True, per_seed_labels=True)
+  return data, np.stack([r.train_mask for r in draws])

@@ -9,7 +9,10 @@ Every random choice is a pure function of (seed, step): the seed's key is
 ``jax.random.key(config.seed + i)`` for seed lane ``i``, from which the init,
 the epoch's batch order (``fold_in(order_key, epoch)``) and each step's dropout
 key (``fold_in(dropout_key, step)``) are derived. Lane ``i`` of an S-seed run is
-therefore the same run as a one-seed run with ``seed=config.seed + i``.
+therefore the same run as a one-seed run with ``seed=config.seed + i``. The
+input perturbations of ``config.regularization`` (augmentation, input dropout
+and noise; ``memjax.regularizers``) use ``fold_in(perturb_key, step)`` inside
+the train step only; evaluation always sees the clean inputs.
 
 Learning rate: SGD with momentum 0.9 and Zhang et al.'s decay of 0.95 per epoch.
 Their epochs had 50,000 examples; on 4,000 examples the same per-epoch decay
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 from typing import Any
 
 import flax.struct
@@ -31,12 +35,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import tqdm
 from flax import nnx
 
+from memjax import checkpointing
 from memjax import models
+from memjax import regularizers
 
 # Streams derived from each seed's key.
-_INIT, _ORDER, _DROPOUT = 0, 1, 2
+_INIT, _ORDER, _DROPOUT, _PERTURB, _ADVERSARIAL = 0, 1, 2, 3, 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,9 +64,14 @@ class TrainConfig:
   fit_threshold: float = 1.0  # a seed has fit when clean train acc >= this
   stop_when_fit: bool = True
   eval_batch_size: int = 1000
+  # Input perturbations and hidden noise; applied to training batches only.
+  regularization: regularizers.Regularization = regularizers.Regularization()
 
   def __post_init__(self):
     models.validate_name(self.model)
+    if not isinstance(self.regularization, regularizers.Regularization):
+      raise ValueError(f"regularization must be a regularizers.Regularization, "
+                       f"got {self.regularization!r}.")
     checks = {"num_seeds": self.num_seeds >= 1,
               "batch_size": self.batch_size >= 1,
               "max_epochs": self.max_epochs >= 1,
@@ -128,7 +140,7 @@ class Trainer:
     self.num_classes = num_classes
     abstract = nnx.eval_shape(lambda: self._build(jax.random.key(0)))
     self.graphdef, _, _ = nnx.split(abstract, nnx.Param, nnx.BatchStat)
-    schedule = lambda step: config.lr * config.lr_decay ** (
+    self.schedule = schedule = lambda step: config.lr * config.lr_decay ** (
         step * config.batch_size / config.decay_examples)
     self.tx = optax.chain(optax.add_decayed_weights(config.weight_decay),
                           optax.sgd(schedule, momentum=config.momentum))
@@ -142,7 +154,8 @@ class Trainer:
 
   def _build(self, key):
     return models.build(self.config.model, self.input_shape, self.num_classes,
-                        nnx.Rngs(key), dropout=self.config.dropout)
+                        nnx.Rngs(key), dropout=self.config.dropout,
+                        hidden_noise=self.config.regularization.hidden_noise)
 
   def init_one(self, seed_key: jax.Array) -> TrainState:
     model = self._build(jax.random.fold_in(seed_key, _INIT))
@@ -152,7 +165,7 @@ class Trainer:
 
   def apply(self, params, batch_stats, x, *, train=False, dropout_key=None):
     """Logits of one seed's model; returns (logits, new batch_stats)."""
-    model = nnx.merge(self.graphdef, params, batch_stats)
+    model = nnx.merge(self.graphdef, params, batch_stats, copy=True)
     rngs = nnx.Rngs(dropout=dropout_key) if dropout_key is not None else None
     logits = model(x, train=train, rngs=rngs)
     return logits, nnx.state(model, nnx.BatchStat)
@@ -167,6 +180,16 @@ class Trainer:
     """One SGD step of one seed on the batch (x, y); returns (state, loss)."""
     dropout_key = jax.random.fold_in(jax.random.fold_in(seed_key, _DROPOUT),
                                      state.step)
+    perturb_key = jax.random.fold_in(jax.random.fold_in(seed_key, _PERTURB),
+                                     state.step)
+    x = regularizers.perturb(self.config.regularization, perturb_key, x)
+    if self.config.regularization.adversarial is not None:
+      adversarial_key = jax.random.fold_in(
+          jax.random.fold_in(seed_key, _ADVERSARIAL), state.step)
+      x, y = regularizers.with_critical_samples(
+          self.config.regularization.adversarial,
+          lambda xb: self.apply(state.params, state.batch_stats, xb)[0],
+          adversarial_key, x, y)
     grad_fn = jax.value_and_grad(self.loss_fn, has_aux=True)
     (loss, (batch_stats, _)), grads = grad_fn(state.params, state.batch_stats,
                                               x, y, dropout_key)
@@ -214,6 +237,12 @@ class Trainer:
     return jax.vmap(self.evaluate_one, in_axes=in_axes)(state, x, y)
 
 
+@functools.lru_cache(maxsize=8)
+def cached_trainer(config: TrainConfig, input_shape, num_classes: int) -> Trainer:
+  """One Trainer (and so one set of compiled functions) per model and shape."""
+  return Trainer(config, input_shape, num_classes)
+
+
 def batched(fn, x, batch_size):
   """fn over x in chunks of batch_size with lax.map (pads the last chunk)."""
   n = x.shape[0]
@@ -234,7 +263,7 @@ def steps_per_epoch(config: TrainConfig, examples_per_seed: int) -> int:
   return examples_per_seed // min(config.batch_size, examples_per_seed)
 
 
-@functools.partial(jax.jit, static_argnames=())
+@jax.jit
 def _first_nonfinite(losses):
   finite = jnp.isfinite(losses)
   return jnp.all(finite, axis=1), jnp.argmin(finite, axis=1)
@@ -271,7 +300,7 @@ class FitResult:
 
 def fit(config: TrainConfig, data: TrainData, *, checkpoint_dir=None,
         checkpoint_seconds: float = 30.0, progress: str | None = None,
-        record_examples: bool = False) -> FitResult:
+        record_examples: bool = False, mesh=None) -> FitResult:
   """Trains ``config.num_seeds`` seeds at once until all fit or max_epochs.
 
   After every epoch a clean eval-mode pass over the training set (each seed's own
@@ -279,13 +308,11 @@ def fit(config: TrainConfig, data: TrainData, *, checkpoint_dir=None,
   ``checkpoint_dir`` the run checkpoints at most every ``checkpoint_seconds``
   and at the end, and resumes from the latest checkpoint when re-run.
   ``record_examples`` also keeps each epoch's per-example train correctness.
+  With a ``jax.sharding.Mesh`` (``memjax.sharding.make_mesh``) the seeds are
+  spread over its ``seeds`` axis, padded to a multiple of it; padded seeds are
+  dropped from every result and checkpoint.
   """
-  import time  # pylint: disable=g-import-not-at-top
-  import tqdm  # pylint: disable=g-import-not-at-top
-
-  from memjax import checkpointing  # pylint: disable=g-import-not-at-top
-
-  trainer = Trainer(config, data.input_shape, data.num_classes)
+  trainer = cached_trainer(config, data.input_shape, data.num_classes)
   keys = seed_keys(config)
   s = config.num_seeds
   train_index = (default_train_index(data, s) if data.train_index is None
@@ -295,19 +322,33 @@ def fit(config: TrainConfig, data: TrainData, *, checkpoint_dir=None,
   steps = steps_per_epoch(config, train_index.shape[1])
   axes = dict(per_seed_inputs=data.per_seed_inputs,
               per_seed_labels=data.per_seed_labels)
+  to_host, unpad, placement = np.asarray, lambda tree: tree, None
+  if mesh is not None:
+    from memjax import sharding  # pylint: disable=g-import-not-at-top
+    placement = sharding.SeedPlacement(mesh, s)
+    keys = placement.keys(config)
+    train_index = placement.place_per_seed(train_index)
+    data = placement.place_data(data)
+    to_host, unpad = placement.to_host, placement.unpadded
 
   history = {k: np.full((config.max_epochs, s), np.nan, np.float32)
              for k in HISTORY_KEYS}
   if record_examples:
     history["train_correct"] = np.zeros((config.max_epochs, s, data.num_train),
                                         np.uint8)
-  carry = {"state": trainer.init(keys), "history": history,
+  state = trainer.init(keys)
+  if placement:
+    state = placement.place_state(state)
+  carry = {"state": state, "history": history,
            "fit_step": np.full((s,), -1, np.int32), "epoch": np.int32(0)}
   checkpointer = None
   if checkpoint_dir is not None:
     checkpointer = checkpointing.RunCheckpointer(checkpoint_dir)
     if checkpointer.latest_step() is not None:
-      carry = checkpointer.restore(carry)
+      carry = checkpointer.restore(carry if placement is None else {
+          **carry, "state": placement.abstract_unpadded(carry["state"])})
+      if placement:
+        carry["state"] = placement.place_unpadded_state(carry["state"])
       carry["history"] = {k: np.array(v) for k, v in carry["history"].items()}
       carry["fit_step"] = np.array(carry["fit_step"])
   state, history, fit_step = carry["state"], carry["history"], carry["fit_step"]
@@ -323,12 +364,14 @@ def fit(config: TrainConfig, data: TrainData, *, checkpoint_dir=None,
   while not done():
     state, losses = trainer.train_epoch(state, keys, epoch, data.x_train,
                                         data.y_train, train_index, **axes)
+    losses = to_host(losses)
     check_finite(losses, config, first_step=epoch * steps)
     train_loss, train_correct = trainer.evaluate(state, data.x_train,
                                                  data.y_train, **axes)
     test_loss, test_correct = trainer.evaluate(state, data.x_test, data.y_test,
                                                **axes)
-    train_correct = np.asarray(train_correct)
+    train_loss, train_correct, test_loss, test_correct = map(
+        to_host, (train_loss, train_correct, test_loss, test_correct))
     subset_mean = lambda v: (np.asarray(v) * in_subset).sum(1) / in_subset.sum(1)
     row = {"step": (epoch + 1) * steps,
            "batch_loss": np.asarray(losses).mean(1),
@@ -349,11 +392,11 @@ def fit(config: TrainConfig, data: TrainData, *, checkpoint_dir=None,
                     fit=f"{(fit_step >= 0).sum()}/{s}")
     if checkpointer and (done() or
                          time.monotonic() - last_save >= checkpoint_seconds):
-      checkpointer.save(epoch, {"state": state, "history": history,
+      checkpointer.save(epoch, {"state": unpad(state), "history": history,
                                 "fit_step": fit_step, "epoch": np.int32(epoch)})
       last_save = time.monotonic()
   bar.close()
   if checkpointer:
     checkpointer.close()
   history = {k: v[:epoch] for k, v in history.items()}
-  return FitResult(state, history, fit_step, epoch, steps)
+  return FitResult(unpad(state), history, fit_step, epoch, steps)

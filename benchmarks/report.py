@@ -1,0 +1,388 @@
+r"""How fast memjax trains, against the matmul limit of the machine (JSON).
+
+One command prints a JSON report of this machine:
+
+  python benchmarks/report.py                 # full report
+  python benchmarks/report.py --quick         # reduced sizes (2-3 min, 2-core CPU)
+  python benchmarks/report.py --sections=matmul,training --output=report.json
+
+Sections (``--sections``):
+  matmul          peak GFLOP/s of a large float32 matmul, measured at the start
+                  and the end of the run (the larger is the peak).
+  training        training throughput of S vmapped seeds per model: examples/s,
+                  seed-epochs/s (epochs of 4,000 examples, the mnist5k train
+                  split) and achieved GFLOP/s (XLA's count of one step's FLOPs)
+                  as a fraction of the matmul peak; GPU memory use on a GPU.
+  seed_vmap       S seeds vmapped vs the same S seeds trained one after another,
+                  for S in --seed_counts: per-seed time and the speedup.
+  per_example     input-gradient norms and GraNd (memjax.per_example), vmapped
+                  vs a loop of one jitted call per example.
+  device_scaling  the same S-seed training on meshes of 1, 2, 4 devices
+                  (memjax.sharding): fake CPU devices in subprocesses on a CPU,
+                  subsets of the real devices on an accelerator.
+
+Inputs are synthetic CIFAR-shaped images (28x28x3 after the paper's crop); the
+speed of a step does not depend on the pixel values. Times are the best of
+--repeats calls after a compile-and-warm-up call. With --distributed every
+process writes its report part and process 0 merges and prints them.
+
+Runtime: on a 2-core CPU the full report takes an hour or more (estimated; not
+run to the end), nearly all of it in the conv-model rows of the training
+section (XLA:CPU trains the small AlexNet at ~1 GFLOP/s); leave them out with
+--training_runs. Measured figures
+and their commands: benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import optax
+
+from memjax import per_example
+from memjax import sharding
+from memjax import training
+
+SECTIONS = ("matmul", "training", "seed_vmap", "per_example", "device_scaling")
+EPOCH_EXAMPLES = 4000  # a seed-epoch: one pass over the mnist5k train split
+
+flags.DEFINE_list("sections", list(SECTIONS),
+                  f"Subset of {', '.join(SECTIONS)}.")
+flags.DEFINE_bool("quick", False, "Reduced sizes: a few minutes on a CPU.")
+flags.DEFINE_bool("smoke", False, "Tiny sizes: seconds, for tests.")
+flags.DEFINE_list("seed_counts", ["1", "8", "32", "100"],
+                  "Seed counts of the seed_vmap section.")
+flags.DEFINE_list("vmap_models", ["mlp1x512", "mlp2x16"],
+                  "Models of the seed_vmap section.")
+flags.DEFINE_list("training_runs",
+                  ["mlp1x512:32:128", "mlp1x512:8:1024", "mlp1x512:1:1024",
+                   "mlp2x16:100:128", "alexnet:1:128", "arpit_cnn:1:128",
+                   "inception:1:128"],
+                  "model:seeds:batch_size rows of the training section.")
+flags.DEFINE_integer("repeats", 3, "Timed calls per measurement (best kept).")
+flags.DEFINE_string("output", None, "Also write the JSON report here.")
+flags.DEFINE_bool("distributed", False,
+                  "Call jax.distributed.initialize() (multi-host runs).")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+flags.DEFINE_integer("num_processes", None, "Processes in a distributed run.")
+flags.DEFINE_integer("process_id", None, "This process's id.")
+flags.DEFINE_string("parts_dir", "runs/benchmark_parts",
+                    "Where processes write their parts with --distributed.")
+flags.DEFINE_integer("scaling_worker_devices", None,
+                     "Internal: run one device_scaling measurement and exit.")
+FLAGS = flags.FLAGS
+
+INPUT_SHAPE, NUM_CLASSES = (28, 28, 3), 10
+
+
+def sizes() -> dict:
+  """Problem sizes of the current mode."""
+  if FLAGS.smoke:
+    return dict(matmul=256, steps=2, conv_steps=1, per_example=32, loop=8,
+                per_example_model="mlp1x16", scaling_model="mlp1x16",
+                scaling_seeds=4, scaling_devices=(2,), seed_counts=(1, 4),
+                vmap_models=("mlp1x16",), training_runs=("mlp1x16:4:64",),
+                repeats=1)
+  if FLAGS.quick:
+    return dict(matmul=1024, steps=4, conv_steps=1, per_example=512, loop=64,
+                per_example_model="mlp1x512", scaling_model="mlp1x512",
+                scaling_seeds=8, scaling_devices=(1, 2, 4),
+                seed_counts=(1, 8, 32), vmap_models=("mlp1x512", "mlp2x16"),
+                training_runs=("mlp1x512:32:128", "mlp1x512:1:1024",
+                               "alexnet:1:128"), repeats=2)
+  return dict(matmul=2048, steps=8, conv_steps=2, per_example=2000, loop=200,
+              per_example_model="mlp1x512", scaling_model="mlp1x512",
+              scaling_seeds=16, scaling_devices=(1, 2, 4),
+              seed_counts=tuple(int(s) for s in FLAGS.seed_counts),
+              vmap_models=tuple(FLAGS.vmap_models),
+              training_runs=tuple(FLAGS.training_runs), repeats=FLAGS.repeats)
+
+
+def best_time(fn, repeats: int) -> float:
+  """Best wall time of ``fn()`` (blocked until ready) after one warm-up call."""
+  jax.block_until_ready(fn())
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return min(times)
+
+
+def compiled_flops(jitted, *args) -> float:
+  """XLA's FLOP count of one call of ``jitted`` on ``args``."""
+  cost = jitted.lower(*args).compile().cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0]
+  return float(cost["flops"])
+
+
+def matmul_peak(n: int, repeats: int) -> dict:
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+  matmul = jax.jit(jnp.matmul)
+  seconds = best_time(lambda: matmul(a, b), max(repeats, 3))
+  return {"n": n, "seconds": seconds, "gflops": 2 * n**3 / seconds / 1e9}
+
+
+def memory_stats() -> dict | None:
+  """Peak and current bytes on device 0 (None where the backend has none)."""
+  stats = jax.local_devices()[0].memory_stats()
+  if not stats:
+    return None
+  return {k: stats[k] for k in ("peak_bytes_in_use", "bytes_in_use",
+                                "bytes_limit") if k in stats}
+
+
+class Workload:
+  """S seeds of one model on synthetic data of ``steps`` minibatches."""
+
+  def __init__(self, model: str, num_seeds: int, batch_size: int, steps: int):
+    self.config = training.TrainConfig(model=model, num_seeds=num_seeds,
+                                       batch_size=batch_size,
+                                       max_epochs=1)
+    self.trainer = training.Trainer(self.config, INPUT_SHAPE, NUM_CLASSES)
+    self.num_train = steps * batch_size
+    self.steps = steps
+    key_x, key_y = jax.random.split(jax.random.key(0))
+    self.x = jax.random.normal(key_x, (self.num_train,) + INPUT_SHAPE)
+    self.y = jax.random.randint(key_y, (self.num_train,), 0, NUM_CLASSES)
+    self.keys = training.seed_keys(self.config)
+    self.state = self.trainer.init(self.keys)
+    self.index = jnp.broadcast_to(jnp.arange(self.num_train),
+                                  (num_seeds, self.num_train))
+
+  def epoch(self, state=None, keys=None, index=None):
+    """One epoch (``steps`` SGD steps) of the seeds in ``state``."""
+    return self.trainer.train_epoch(
+        self.state if state is None else state,
+        self.keys if keys is None else keys, 0, self.x, self.y,
+        self.index if index is None else index)
+
+  def step_flops(self) -> float:
+    """FLOPs of one vmapped SGD step of every seed, as XLA counts them."""
+    s, b = self.config.num_seeds, self.config.batch_size
+    xb = jnp.broadcast_to(self.x[:b], (s, b) + INPUT_SHAPE)
+    yb = jnp.broadcast_to(self.y[:b], (s, b))
+    step = jax.jit(jax.vmap(self.trainer.train_step))
+    return compiled_flops(step, self.state, self.keys, xb, yb)
+
+  def one_seed(self, lane: int):
+    """(state, keys, index) of seed ``lane`` alone (a 1-seed run)."""
+    take = lambda a: a[lane:lane + 1]
+    return (jax.tree.map(take, self.state), take(self.keys),
+            take(self.index))
+
+
+def training_section(size: dict) -> list[dict]:
+  """Throughput rows; ``build_report`` adds the fraction of the matmul peak."""
+  rows = []
+  for spec in size["training_runs"]:
+    model, seeds, batch = spec.split(":")
+    conv = not model.startswith("mlp")
+    work = Workload(model, int(seeds), int(batch),
+                    size["conv_steps" if conv else "steps"])
+    seconds = best_time(work.epoch, size["repeats"])
+    examples = work.config.num_seeds * work.num_train
+    gflops = work.step_flops() * work.steps / seconds / 1e9
+    rows.append({
+        "model": model, "seeds": work.config.num_seeds,
+        "batch_size": work.config.batch_size, "steps": work.steps,
+        "seconds": seconds, "examples_per_s": examples / seconds,
+        "seed_epochs_per_s": examples / seconds / EPOCH_EXAMPLES,
+        "gflops": gflops,
+        "memory": memory_stats()})
+    print(f"training {spec}: {gflops:.1f} GFLOP/s", file=sys.stderr)
+  return rows
+
+
+def seed_vmap_section(size: dict) -> list[dict]:
+  rows = []
+  for model in size["vmap_models"]:
+    for seeds in size["seed_counts"]:
+      work = Workload(model, seeds, 128, size["steps"])
+      vmapped = best_time(work.epoch, size["repeats"])
+      singles = [work.one_seed(lane) for lane in range(seeds)]
+      sequential = best_time(lambda: [work.epoch(*one) for one in singles],
+                             size["repeats"])
+      rows.append({
+          "model": model, "seeds": seeds, "batch_size": 128,
+          "steps": work.steps, "vmapped_seconds": vmapped,
+          "sequential_seconds": sequential,
+          "vmapped_seconds_per_seed": vmapped / seeds,
+          "sequential_seconds_per_seed": sequential / seeds,
+          "vmapped_speedup": sequential / vmapped})
+      print(f"seed_vmap {model} S={seeds}: {sequential / vmapped:.2f}x",
+            file=sys.stderr)
+  return rows
+
+
+def per_example_section(size: dict) -> list[dict]:
+  model = size["per_example_model"]
+  work = Workload(model, 1, 128, 1)
+  trainer = work.trainer
+  state = jax.tree.map(lambda a: a[0], work.state)
+  n, loop = size["per_example"], size["loop"]
+  x = jax.random.normal(jax.random.key(2), (n,) + INPUT_SHAPE)
+  y = jnp.arange(n) % NUM_CLASSES
+  args = (state.params, state.batch_stats)
+  input_grad = jax.grad(lambda p, b, xi, yi: per_example.example_loss(
+      trainer, p, b, xi, yi), argnums=2)
+  param_grad = jax.grad(lambda p, b, xi, yi: per_example.example_loss(
+      trainer, p, b, xi, yi))
+  cases = {
+      "input_gradient_l1": (
+          jax.jit(lambda p, b, x, y: per_example.input_gradient_norms(
+              trainer, p, b, x, y, norm="l1")),
+          jax.jit(lambda p, b, xi, yi: jnp.abs(
+              input_grad(p, b, xi, yi)).sum())),
+      "grand": (
+          jax.jit(lambda p, b, x, y: per_example.grand(trainer, p, b, x, y)),
+          jax.jit(lambda p, b, xi, yi: optax.global_norm(
+              param_grad(p, b, xi, yi)))),
+  }
+  rows = []
+  for name, (vectorized, single) in cases.items():
+    fast = best_time(lambda: vectorized(*args, x, y), size["repeats"])
+    slow = best_time(lambda: [single(*args, x[i], y[i]) for i in range(loop)],
+                     size["repeats"])
+    rows.append({"quantity": name, "model": model, "examples": n,
+                 "vectorized_examples_per_s": n / fast,
+                 "loop_examples": loop, "loop_examples_per_s": loop / slow,
+                 "speedup": (n / fast) / (loop / slow)})
+  return rows
+
+
+def scaling_measurement(num_devices: int, size: dict) -> dict:
+  """The same S-seed epoch on a mesh of the first ``num_devices``."""
+  mesh = sharding.make_mesh(jax.devices()[:num_devices])
+  work = Workload(size["scaling_model"], size["scaling_seeds"], 128,
+                  size["steps"])
+  placement = sharding.SeedPlacement(mesh, work.config.num_seeds)
+  keys = placement.keys(work.config)
+  # Padding lanes start from a copy of the last seed: the same work per step.
+  state = placement.place_unpadded_state(work.state)
+  index = placement.place_per_seed(work.index)
+  work.x = placement.place_shared(work.x)
+  work.y = placement.place_shared(work.y)
+  seconds = best_time(lambda: work.epoch(state, keys, index), size["repeats"])
+  examples = placement.num_padded * work.num_train
+  return {"devices": num_devices, "model": size["scaling_model"],
+          "seeds": placement.num_padded,
+          "seconds": seconds, "examples_per_s": examples / seconds}
+
+
+def device_scaling_section(size: dict) -> list[dict]:
+  if jax.default_backend() != "cpu":
+    counts = [k for k in (1, 2, 4, 8, 16) if k <= jax.local_device_count()]
+    return [dict(scaling_measurement(k, size), fake_devices=False)
+            for k in counts]
+  rows = []
+  for k in size["scaling_devices"]:
+    env = dict(os.environ,
+               XLA_FLAGS=f"--xla_force_host_platform_device_count={k}")
+    mode = ["--smoke"] if FLAGS.smoke else ["--quick"] if FLAGS.quick else []
+    proc = subprocess.run(
+        [sys.executable, __file__, f"--scaling_worker_devices={k}",
+         f"--repeats={size['repeats']}"] + mode,
+        env=env, capture_output=True, text=True, check=True)
+    rows.append(dict(json.loads(proc.stdout), fake_devices=True))
+  base = rows[0]["examples_per_s"]
+  for row in rows:
+    row["speedup_vs_fewest_devices"] = row["examples_per_s"] / base
+  return rows
+
+
+def machine() -> dict:
+  device = jax.devices()[0]
+  return {"platform": jax.default_backend(), "device_kind": device.device_kind,
+          "device_count": jax.device_count(),
+          "process_count": jax.process_count(), "cpu_count": os.cpu_count(),
+          "load_average": list(os.getloadavg()),
+          "processor": platform.processor() or platform.machine(),
+          "jax": jax.__version__}
+
+
+def checks(report: dict) -> dict:
+  """The issue's two CPU targets, where the report measured them."""
+  out = {}
+  big = [r for r in report.get("seed_vmap", []) if r["seeds"] == max(
+      row["seeds"] for row in report["seed_vmap"])]
+  for row in big:
+    out[f"vmapped_{row['seeds']}_seeds_{row['model']}_at_least_as_fast_per_seed"
+        ] = {"ok": row["vmapped_speedup"] >= 1.0,
+             "speedup": row["vmapped_speedup"]}
+  mlp = [r for r in report.get("training", []) if r["model"] == "mlp1x512"]
+  if mlp:
+    best = max(mlp, key=lambda r: r["fraction_of_matmul_peak"])
+    out["mlp1x512_at_least_half_of_matmul_peak"] = {
+        "ok": best["fraction_of_matmul_peak"] >= 0.5,
+        "fraction": best["fraction_of_matmul_peak"],
+        "batch_size": best["batch_size"], "seeds": best["seeds"]}
+  return out
+
+
+def build_report(size: dict) -> dict:
+  report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+      timespec="seconds"), "mode": "smoke" if FLAGS.smoke else
+            "quick" if FLAGS.quick else "full", "machine": machine()}
+  sections = set(FLAGS.sections)
+  needs_peak = sections & {"matmul", "training"}
+  if needs_peak:
+    report["matmul"] = [matmul_peak(size["matmul"], size["repeats"])]
+  if "training" in sections:
+    report["training"] = training_section(size)
+  if "seed_vmap" in sections:
+    report["seed_vmap"] = seed_vmap_section(size)
+  if "per_example" in sections:
+    report["per_example"] = per_example_section(size)
+  if "device_scaling" in sections:
+    report["device_scaling"] = device_scaling_section(size)
+  if needs_peak:
+    report["matmul"].append(matmul_peak(size["matmul"], size["repeats"]))
+    peak = max(m["gflops"] for m in report["matmul"])
+    report["matmul_peak_gflops"] = peak
+    for row in report.get("training", []):
+      row["fraction_of_matmul_peak"] = row["gflops"] / peak
+  report["checks"] = checks(report)
+  return report
+
+
+def main(argv):
+  del argv
+  unknown = set(FLAGS.sections) - set(SECTIONS)
+  if unknown:
+    raise app.UsageError(f"Unknown sections {sorted(unknown)}; valid: "
+                         f"{', '.join(SECTIONS)}.")
+  size = sizes()
+  if FLAGS.scaling_worker_devices is not None:
+    print(json.dumps(scaling_measurement(FLAGS.scaling_worker_devices, size)))
+    return
+  sharding.initialize_distributed(FLAGS.distributed, FLAGS.coordinator_address,
+                                  FLAGS.num_processes, FLAGS.process_id)
+  report = build_report(size)
+  if jax.process_count() > 1:
+    sharding.write_process_results(FLAGS.parts_dir, "report",
+                                   {str(jax.process_index()): report})
+    report = sharding.merge_process_results(FLAGS.parts_dir, "report")
+    if not report:
+      return
+  text = json.dumps(report, indent=1)
+  print(text)
+  if FLAGS.output:
+    with open(FLAGS.output, "w") as f:
+      f.write(text + "\n")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,201 @@
+"""Critical samples (Arpit et al. 2017, Sec. 4): LASS and critical sample ratio.
+
+An input ``x`` is *critical* when some ``x'`` with ``max|x' - x| <= r`` gets a
+different predicted class; the critical sample ratio (CSR) of a set is the
+fraction of its inputs that are critical. Critical points are searched with
+Langevin adversarial sample search (LASS, Algorithm 1): starting at ``x``,
+
+  x' <- clip(x' + alpha * sign(d loss_k(x') / dx') + beta * N(0, I))
+
+where ``loss_k = -log softmax(f(x'))_k`` and ``k`` is the class predicted at
+``x``; the clip keeps ``x'`` in the l-inf box of radius ``r`` around ``x`` and
+in the valid input range. Each example stops as soon as its predicted class
+changes, or after ``max_iterations`` steps. The paper writes the step with the
+gradient of ``f_k``; moving *against* the predicted class (up its loss) is what
+makes the class change, and with ``sign`` the two differ only in direction.
+
+Input scale. The paper's alpha = 0.25, beta = 0.2 and r = 0.3 are in units of
+one intensity level of 0-255 images. Our images are per-image standardized, so
+``LassConfig.for_inputs`` derives the valid input range from the data (the
+minimum and maximum training input) and maps the 255 intensity levels linearly
+onto it: one level = (max - min) / 255. On embedded MNIST-5k that is about
+0.028 standardized units, so r = 0.3 levels is a box of about 0.0085.
+
+Everything is vectorized: ``lass`` vmaps a per-example ``lax.while_loop`` over
+the examples (in chunks, so memory stays bounded), and ``seed_csr`` vmaps it
+over the seed axis of a ``TrainState``. Noise is a pure function of the key, the
+example index and the iteration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from memjax import training
+
+# The paper's constants, in intensity levels of 0-255 images.
+PAPER_ALPHA, PAPER_BETA, PAPER_RADIUS, PAPER_MAX_ITERATIONS = 0.25, 0.2, 0.3, 100
+INTENSITY_LEVELS = 255.0
+
+
+@dataclasses.dataclass(frozen=True)
+class LassConfig:
+  """LASS step sizes and box, in the units of the model's inputs."""
+
+  radius: float
+  alpha: float
+  beta: float
+  max_iterations: int = PAPER_MAX_ITERATIONS
+  input_min: float | None = None  # valid input range; None: unbounded
+  input_max: float | None = None
+  chunk_size: int = 1000  # examples searched at once
+
+  def __post_init__(self):
+    checks = {"radius": self.radius > 0, "alpha": self.alpha >= 0,
+              "beta": self.beta >= 0, "max_iterations": self.max_iterations >= 1,
+              "chunk_size": self.chunk_size >= 1,
+              "input_max": (self.input_min is None or self.input_max is None
+                            or self.input_min < self.input_max)}
+    for name, ok in checks.items():
+      if not ok:
+        raise ValueError(f"Invalid LASS {name}={getattr(self, name)!r} (radius "
+                         "> 0; alpha, beta >= 0; max_iterations, chunk_size >= "
+                         "1; input_min < input_max).")
+
+  @classmethod
+  def for_inputs(cls, x, *, radius_levels: float = PAPER_RADIUS,
+                 alpha_levels: float = PAPER_ALPHA,
+                 beta_levels: float = PAPER_BETA,
+                 max_iterations: int = PAPER_MAX_ITERATIONS,
+                 chunk_size: int = 1000) -> "LassConfig":
+    """The paper's settings (in 0-255 levels) rescaled to the range of ``x``."""
+    low, high = float(np.min(x)), float(np.max(x))
+    if not high > low:
+      raise ValueError(f"Inputs must span a range to derive the LASS scale; got "
+                       f"min {low} and max {high}.")
+    level = (high - low) / INTENSITY_LEVELS
+    return cls(radius=radius_levels * level, alpha=alpha_levels * level,
+               beta=beta_levels * level, max_iterations=max_iterations,
+               input_min=low, input_max=high, chunk_size=chunk_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class LassResult:
+  critical: jax.Array  # (n,) bool: a point of another predicted class was found
+  adversarial: jax.Array  # (n, ...) the last searched point of each example
+  iterations: jax.Array  # (n,) int: steps taken (max_iterations if not critical)
+
+
+jax.tree_util.register_dataclass(
+    LassResult, data_fields=["critical", "adversarial", "iterations"],
+    meta_fields=[])
+
+
+def _search_one(apply_fn, x, key, config: LassConfig):
+  """LASS from one example ``x``; returns (critical, x', iterations)."""
+  def predict(point):
+    return apply_fn(point[None])[0]
+
+  k = jnp.argmax(predict(x))
+  low, high = x - config.radius, x + config.radius
+  if config.input_min is not None:
+    low = jnp.maximum(low, config.input_min)
+  if config.input_max is not None:
+    high = jnp.minimum(high, config.input_max)
+
+  def loss_and_logits(point):
+    logits = predict(point)
+    return -jax.nn.log_softmax(logits)[k], logits
+
+  def body(carry):
+    t, point, _ = carry
+    grad, logits = jax.grad(loss_and_logits, has_aux=True)(point)
+    changed = jnp.argmax(logits) != k
+    noise = jax.random.normal(jax.random.fold_in(key, t), x.shape, x.dtype)
+    moved = jnp.clip(point + config.alpha * jnp.sign(grad) + config.beta * noise,
+                     low, high)
+    stay = changed | (t == config.max_iterations)
+    return t + 1, jnp.where(stay, point, moved), changed
+
+  def cond(carry):
+    t, _, changed = carry
+    return ~changed & (t <= config.max_iterations)
+
+  # Iteration t looks at the point after t steps: it stops if the class
+  # changed, else takes step t + 1 (up to max_iterations steps).
+  t, point, changed = jax.lax.while_loop(cond, body,
+                                         (jnp.int32(0), x, jnp.bool_(False)))
+  return changed, point, t - 1
+
+
+def lass(apply_fn: Callable[[jax.Array], jax.Array], x: jax.Array,
+         config: LassConfig, key: jax.Array) -> LassResult:
+  """Langevin adversarial sample search from every example of ``x``.
+
+  ``apply_fn`` maps a batch of inputs to logits (eval mode, no interaction
+  between examples). Example ``i`` uses the noise key ``fold_in(key, i)``.
+  Pure and traceable: call it inside a jitted function (e.g. a training step
+  that trains on the adversarial points) or wrap it in ``jax.jit``.
+  """
+  x = jnp.asarray(x)
+  index = jnp.arange(x.shape[0])
+
+  def search_chunk(chunk):
+    xs, ids = chunk
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(ids)
+    critical, points, iterations = jax.vmap(
+        lambda xi, ki: _search_one(apply_fn, xi, ki, config))(xs, keys)
+    return LassResult(critical, points, iterations)
+
+  chunk = min(config.chunk_size, x.shape[0])
+  chunks = -(-x.shape[0] // chunk)
+  pad = chunks * chunk - x.shape[0]
+  xp = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
+  ip = jnp.pad(index, (0, pad))
+  out = jax.lax.map(search_chunk, (xp.reshape((chunks, chunk) + x.shape[1:]),
+                                   ip.reshape(chunks, chunk)))
+  return jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:])[:x.shape[0]], out)
+
+
+def critical_sample_ratio(apply_fn: Callable[[jax.Array], jax.Array],
+                          x: jax.Array, config: LassConfig,
+                          key: jax.Array) -> jax.Array:
+  """Fraction of the examples in ``x`` that LASS finds critical."""
+  return lass(apply_fn, x, config, key).critical.mean()
+
+
+def seed_lass(trainer: training.Trainer, state: training.TrainState, x,
+              config: LassConfig, keys: jax.Array, *,
+              per_seed_inputs: bool = False) -> LassResult:
+  """LASS for every seed of a seed-stacked ``state`` (one vmapped search).
+
+  ``keys`` has one typed key per seed; ``x`` is (n, ...) shared by all seeds or
+  (S, n, ...) with ``per_seed_inputs``. Results carry a leading seed axis.
+  """
+  return _seed_lass_fn(trainer, config, per_seed_inputs)(state, x, keys)
+
+
+@functools.lru_cache(maxsize=32)
+def _seed_lass_fn(trainer: training.Trainer, config: LassConfig,
+                  per_seed_inputs: bool):
+  """One jitted search per (trainer, config), reused across calls."""
+  def one_seed(state, xs, key):
+    apply_fn = lambda xb: trainer.apply(state.params, state.batch_stats, xb)[0]
+    return lass(apply_fn, xs, config, key)
+  return jax.jit(jax.vmap(one_seed,
+                          in_axes=(0, 0 if per_seed_inputs else None, 0)))
+
+
+def seed_csr(trainer: training.Trainer, state: training.TrainState, x,
+             config: LassConfig, keys: jax.Array, *,
+             per_seed_inputs: bool = False) -> np.ndarray:
+  """(S,) critical sample ratio of ``x`` for every seed of ``state``."""
+  result = seed_lass(trainer, state, x, config, keys,
+                     per_seed_inputs=per_seed_inputs)
+  return np.asarray(result.critical.mean(axis=1))

@@ -1,0 +1,403 @@
+"""Which examples are memorized: estimates from many vmapped subset runs.
+
+Feldman & Zhang (2020) train many models, each on a random subset of the
+training set, and estimate for every training example ``i``
+
+  mem(i) = P(correct on i | i in the subset) - P(correct on i | i held out),
+
+and for every pair of a training example ``i`` and a test example ``j`` the
+influence ``infl(i, j) = P(correct on j | i in) - P(correct on j | i out)``.
+Jiang et al. (2021)'s C-score of an example is its expected held-out accuracy
+over subset ratios (and over subsets and seeds).
+
+Runs. Run ``r`` at subset ratio ``ratios[k]`` trains on a uniformly random
+subset of exactly ``round(ratio * n)`` training examples. Its key is
+``fold_in(fold_in(key(seed), k), r)``; the subset and every random choice of its
+training (init, batch order, dropout) derive from that key, so a run is a pure
+function of (seed, ratio index, run index): independent of the chunk size and
+of interruptions. Every run trains for exactly ``train.max_epochs`` epochs
+(there is no early stop, so all lanes of a chunk do the same work);
+``train.num_seeds`` is not used.
+
+Chunks. ``chunk_size`` runs are trained at once by one jitted function: the
+Trainer's vmapped epoch with ``train_index`` of shape (chunk, m) gives each lane
+its own subset of the same arrays, and a ``lax.scan`` runs the epochs. Each
+finished chunk's subset masks and clean eval-mode correctness on the whole
+training and test sets are written atomically to ``<directory>/<chunk>.npz``,
+so an interrupted estimate resumes without losing finished chunks and equals
+the uninterrupted one.
+
+Standard errors. A conditional accuracy ``p`` measured on ``k`` runs has the
+binomial standard error ``sqrt(p (1 - p) / k)``; a difference of two
+independent ones adds the variances. The ``k`` are the numbers of runs that
+held an example in and out (``num_in``, ``num_out``). Where every run agreed
+(``p`` is 0 or 1) this plug-in estimate is 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import time
+import zlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from memjax import training
+
+# Streams derived from each run's key.
+_TRAIN, _SUBSET = 0, 1
+
+
+@dataclasses.dataclass(frozen=True)
+class EstimateConfig:
+  """Which subset runs to train; ``train`` says how each run is trained."""
+
+  train: training.TrainConfig
+  num_runs: int = 1000  # per subset ratio
+  ratios: tuple[float, ...] = (0.7,)
+  chunk_size: int = 50  # runs trained at once (vmapped)
+
+  def __post_init__(self):
+    if self.num_runs < 1 or self.chunk_size < 1:
+      raise ValueError(f"num_runs={self.num_runs} and chunk_size="
+                       f"{self.chunk_size} must both be >= 1.")
+    if not self.ratios or len(set(self.ratios)) != len(self.ratios):
+      raise ValueError(f"ratios={self.ratios!r} must be a non-empty tuple of "
+                       "distinct subset ratios in (0, 1).")
+    for ratio in self.ratios:
+      if not 0.0 < ratio < 1.0:
+        raise ValueError(f"Subset ratio {ratio} is not in (0, 1); every run "
+                         "must train on some examples and hold some out.")
+
+
+def subset_size(ratio: float, num_train: int) -> int:
+  """Examples in each subset: round(ratio * n), at least 1 and at most n - 1."""
+  size = int(round(ratio * num_train))
+  if not 1 <= size < num_train:
+    raise ValueError(f"Subset ratio {ratio} of {num_train} training examples "
+                     f"gives {size} per subset; it must be in [1, "
+                     f"{num_train - 1}] so that some examples are held out.")
+  return size
+
+
+def run_keys(seed: int, ratio_index: int, runs) -> jax.Array:
+  """The typed key of each run index in ``runs`` at ratio ``ratio_index``."""
+  base = jax.random.fold_in(jax.random.key(seed), ratio_index)
+  return jax.vmap(lambda r: jax.random.fold_in(base, r))(jnp.asarray(runs))
+
+
+def subset_indices(keys: jax.Array, num_train: int, size: int) -> jax.Array:
+  """(R, size) sorted training indices of each run's random subset."""
+  def one(key):
+    perm = jax.random.permutation(jax.random.fold_in(key, _SUBSET), num_train)
+    return jnp.sort(perm[:size]).astype(jnp.int32)
+  return jax.vmap(one)(keys)
+
+
+def masks_from_indices(indices, num_train: int) -> np.ndarray:
+  """(R, n) boolean masks: True where the run trained on the example."""
+  indices = np.asarray(indices)
+  masks = np.zeros((indices.shape[0], num_train), bool)
+  np.put_along_axis(masks, indices, True, axis=1)
+  return masks
+
+
+@dataclasses.dataclass
+class SubsetRuns:
+  """Every run's subset mask and clean eval-mode correctness, in run order."""
+
+  ratio: np.ndarray  # (R,) the run's subset ratio
+  run: np.ndarray  # (R,) the run's index at its ratio
+  masks: np.ndarray  # (R, n) bool: the run trained on the training example
+  train_correct: np.ndarray  # (R, n) bool, every training example
+  test_correct: np.ndarray  # (R, n_test) bool
+  seconds: float  # wall time of training and evaluation, summed over chunks
+  cpu_seconds: float  # process CPU time of the same (all threads)
+
+  @property
+  def num_runs(self) -> int:
+    return int(self.run.shape[0])
+
+  def at_ratio(self, ratio: float) -> "SubsetRuns":
+    keep = self.ratio == np.float32(ratio)
+    if not keep.any():
+      raise ValueError(f"No runs at subset ratio {ratio}; ratios present: "
+                       f"{sorted(set(self.ratio.tolist()))}.")
+    # Times are shared out in proportion to the runs kept.
+    return SubsetRuns(self.ratio[keep], self.run[keep], self.masks[keep],
+                      self.train_correct[keep], self.test_correct[keep],
+                      self.seconds * keep.mean(),
+                      self.cpu_seconds * keep.mean())
+
+
+@functools.lru_cache(maxsize=8)
+def chunk_function(train: training.TrainConfig, input_shape, num_classes: int):
+  """Jitted (keys, train_index, x_train, y_train, x_test, y_test) -> (train
+  correct (R, n), test correct (R, n_test), losses (R, steps)) of R runs.
+
+  Cached per training config and input shape, so every estimate (and every
+  chunk of one) with the same shapes reuses one compiled function.
+  """
+  trainer = training.cached_trainer(train, tuple(input_shape), num_classes)
+
+  def train_chunk(keys, train_index, x_train, y_train, x_test, y_test):
+    train_keys = jax.vmap(lambda k: jax.random.fold_in(k, _TRAIN))(keys)
+
+    def epoch(state, epoch_index):
+      return trainer.train_epoch(state, train_keys, epoch_index, x_train,
+                                 y_train, train_index)
+
+    state, losses = jax.lax.scan(epoch, trainer.init(train_keys),
+                                 jnp.arange(train.max_epochs))
+    _, train_correct = trainer.evaluate(state, x_train, y_train)
+    _, test_correct = trainer.evaluate(state, x_test, y_test)
+    # losses: (epochs, R, steps) -> (R, epochs * steps) in step order.
+    losses = jnp.moveaxis(losses, 1, 0).reshape(keys.shape[0], -1)
+    return train_correct, test_correct, losses
+
+  return jax.jit(train_chunk)
+
+
+class SubsetTrainer:
+  """Trains chunks of subset runs of one estimate."""
+
+  def __init__(self, config: EstimateConfig, data: training.TrainData):
+    if data.per_seed_inputs or data.per_seed_labels:
+      raise ValueError("Subset runs share one training set; per-seed inputs "
+                       "or labels are not supported.")
+    self.config = config
+    self.data = data
+    self._train_chunk = chunk_function(config.train, data.input_shape,
+                                       data.num_classes)
+
+  def run_chunk(self, ratio_index: int, runs) -> tuple[np.ndarray, ...]:
+    """(masks, train_correct, test_correct) of ``runs`` at one ratio."""
+    runs = np.asarray(runs)
+    n = self.data.num_train
+    keys = run_keys(self.config.train.seed, ratio_index, runs)
+    index = subset_indices(keys, n,
+                           subset_size(self.config.ratios[ratio_index], n))
+    d = self.data
+    train_correct, test_correct, losses = self._train_chunk(
+        keys, index, d.x_train, d.y_train, d.x_test, d.y_test)
+    losses = np.asarray(losses)
+    finite = np.isfinite(losses).all(axis=1)
+    if not finite.all():
+      lane = int(np.argmin(finite))
+      step = int(np.argmin(np.isfinite(losses[lane])))
+      raise FloatingPointError(
+          f"Non-finite training loss in subset run {int(runs[lane])} at ratio "
+          f"{self.config.ratios[ratio_index]} (seed {self.config.train.seed}) "
+          f"at step {step} (model {self.config.train.model}, learning rate "
+          f"{self.config.train.lr}). Lower --learning_rate.")
+    return (masks_from_indices(index, n), np.asarray(train_correct),
+            np.asarray(test_correct))
+
+
+def chunks(config: EstimateConfig):
+  """(name, ratio index, run indices) of every chunk, in run order."""
+  out = []
+  for k in range(len(config.ratios)):
+    for start in range(0, config.num_runs, config.chunk_size):
+      stop = min(start + config.chunk_size, config.num_runs)
+      out.append((f"ratio{k}_runs{start:06d}-{stop:06d}", k,
+                  np.arange(start, stop)))
+  return out
+
+
+def fingerprint(config: EstimateConfig, data: training.TrainData) -> str:
+  """Identifies the config and the data a chunk file was computed from."""
+  checksums = {name: zlib.crc32(np.ascontiguousarray(getattr(data, name)))
+               for name in ("x_train", "y_train", "x_test", "y_test")}
+  return json.dumps({"config": dataclasses.asdict(config),
+                     "data": checksums}, sort_keys=True)
+
+
+def _save_chunk(path: str, arrays: dict) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "wb") as f:
+    np.savez_compressed(f, **arrays)
+  os.replace(tmp, path)
+
+
+def _load_chunk(path: str, expected_fingerprint: str) -> dict:
+  with np.load(path) as f:
+    arrays = {k: f[k] for k in f.files}
+  if str(arrays["fingerprint"]) != expected_fingerprint:
+    raise ValueError(
+        f"Chunk file {path!r} was computed with another configuration or "
+        "dataset. Re-run with the original settings to resume, or use another "
+        "directory.")
+  return arrays
+
+
+def estimate_runs(config: EstimateConfig, data: training.TrainData,
+                  directory: str | None = None,
+                  progress: str | None = None) -> SubsetRuns:
+  """Trains (or, with ``directory``, loads finished chunks of) every run."""
+  import tqdm  # pylint: disable=g-import-not-at-top
+
+  subset_trainer = SubsetTrainer(config, data)
+  stamp = fingerprint(config, data)
+  if directory is not None:
+    os.makedirs(directory, exist_ok=True)
+  parts = []
+  bar = tqdm.tqdm(total=config.num_runs * len(config.ratios), desc=progress,
+                  disable=progress is None, unit="run", leave=False)
+  for name, ratio_index, runs in chunks(config):
+    path = os.path.join(directory, name + ".npz") if directory else None
+    if path and os.path.exists(path):
+      arrays = _load_chunk(path, stamp)
+    else:
+      start, cpu_start = time.perf_counter(), time.process_time()
+      masks, train_correct, test_correct = subset_trainer.run_chunk(
+          ratio_index, runs)
+      arrays = {"masks": masks, "train_correct": train_correct,
+                "test_correct": test_correct, "runs": runs,
+                "ratio": np.full(len(runs), config.ratios[ratio_index],
+                                 np.float32),
+                "seconds": np.float64(time.perf_counter() - start),
+                "cpu_seconds": np.float64(time.process_time() - cpu_start),
+                "fingerprint": np.str_(stamp)}
+      if path:
+        _save_chunk(path, arrays)
+    parts.append(arrays)
+    bar.update(len(runs))
+  bar.close()
+  cat = lambda key: np.concatenate([p[key] for p in parts])
+  total = lambda key: float(sum(float(p[key]) for p in parts))
+  return SubsetRuns(cat("ratio"), cat("runs"), cat("masks"),
+                    cat("train_correct"), cat("test_correct"), total("seconds"),
+                    total("cpu_seconds"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+  """A per-example (or per-pair) estimate with its standard error."""
+
+  value: np.ndarray
+  stderr: np.ndarray
+  num_in: np.ndarray  # runs that trained on the (training) example
+  num_out: np.ndarray  # runs that held it out
+
+
+def _rate(hits, count):
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return np.where(count > 0, hits / np.maximum(count, 1), np.nan)
+
+
+def _binomial_variance(p, count):
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return np.where(count > 0, p * (1 - p) / np.maximum(count, 1), np.nan)
+
+
+def _in_out_accuracy(masks, correct):
+  """Accuracy on each column of ``correct`` when example i is in / out.
+
+  ``masks`` (R, n), ``correct`` (R, c) -> p_in, p_out, num_in, num_out with
+  p of shape (n, c) and counts of shape (n, 1).
+  """
+  masks = np.asarray(masks, np.float64)
+  correct = np.asarray(correct, np.float64)
+  num_in = masks.sum(0)[:, None]
+  num_out = masks.shape[0] - num_in
+  hits_in = masks.T @ correct
+  hits_out = correct.sum(0)[None, :] - hits_in
+  return _rate(hits_in, num_in), _rate(hits_out, num_out), num_in, num_out
+
+
+def memorization(masks, train_correct) -> Estimate:
+  """mem(i) = P(correct on i | i in) - P(correct on i | i out), per example.
+
+  ``masks`` and ``train_correct`` are (R, n); NaN where no run held i in (or
+  out).
+  """
+  masks = np.asarray(masks, bool)
+  correct = np.asarray(train_correct, bool)
+  num_in = masks.sum(0)
+  num_out = masks.shape[0] - num_in
+  p_in = _rate((masks & correct).sum(0), num_in)
+  p_out = _rate((~masks & correct).sum(0), num_out)
+  stderr = np.sqrt(_binomial_variance(p_in, num_in) +
+                   _binomial_variance(p_out, num_out))
+  return Estimate(p_in - p_out, stderr, num_in, num_out)
+
+
+def influence(masks, test_correct) -> Estimate:
+  """Dense infl(i, j) = P(j right | i in) - P(j right | i out): (n, n_test)."""
+  p_in, p_out, num_in, num_out = _in_out_accuracy(masks, test_correct)
+  stderr = np.sqrt(_binomial_variance(p_in, num_in) +
+                   _binomial_variance(p_out, num_out))
+  return Estimate(p_in - p_out, stderr, np.broadcast_to(num_in, p_in.shape),
+                  np.broadcast_to(num_out, p_in.shape))
+
+
+@dataclasses.dataclass(frozen=True)
+class TopInfluence:
+  """For each test example, its ``k`` most influential training examples."""
+
+  index: np.ndarray  # (n_test, k) training indices, most influential first
+  value: np.ndarray  # (n_test, k) influence
+  stderr: np.ndarray  # (n_test, k)
+
+
+def influence_top_k(masks, test_correct, k: int,
+                    block_size: int = 256) -> TopInfluence:
+  """Top-k influence per test example without the dense (n, n_test) matrix.
+
+  Test examples are processed ``block_size`` at a time, so memory stays at
+  (n, block_size). Ties are broken by the lower training index.
+  """
+  masks = np.asarray(masks)
+  test_correct = np.asarray(test_correct)
+  n = masks.shape[1]
+  if not 1 <= k <= n:
+    raise ValueError(f"k={k} must be in [1, {n}] (the training set size).")
+  index, value, stderr = [], [], []
+  for start in range(0, test_correct.shape[1], block_size):
+    block = influence(masks, test_correct[:, start:start + block_size])
+    scores = np.nan_to_num(block.value.T, nan=-np.inf)  # (block, n)
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    index.append(top)
+    value.append(np.take_along_axis(block.value.T, top, axis=1))
+    stderr.append(np.take_along_axis(block.stderr.T, top, axis=1))
+  return TopInfluence(np.concatenate(index), np.concatenate(value),
+                      np.concatenate(stderr))
+
+
+def heldout_accuracy(masks, correct) -> Estimate:
+  """P(correct on i | i held out) per example; ``masks=None``: never trained."""
+  correct = np.asarray(correct, bool)
+  masks = (np.zeros(correct.shape, bool) if masks is None
+           else np.asarray(masks, bool))
+  num_out = (~masks).sum(0)
+  p_out = _rate((~masks & correct).sum(0), num_out)
+  return Estimate(p_out, np.sqrt(_binomial_variance(p_out, num_out)),
+                  masks.sum(0), num_out)
+
+
+def c_score(run_ratios, masks, correct) -> Estimate:
+  """Jiang et al.'s C-score: held-out accuracy averaged over subset ratios.
+
+  ``run_ratios`` (R,) gives each run's ratio; ``masks`` (R, n) or None for
+  examples no run trained on (a test set); ``correct`` (R, n). Each ratio's
+  held-out accuracy gets equal weight, whatever its number of runs; the
+  standard error combines the per-ratio binomial errors.
+  """
+  run_ratios = np.asarray(run_ratios)
+  parts = []
+  for ratio in np.unique(run_ratios):
+    keep = run_ratios == ratio
+    parts.append(heldout_accuracy(None if masks is None else
+                                  np.asarray(masks)[keep],
+                                  np.asarray(correct)[keep]))
+  k = len(parts)
+  value = sum(p.value for p in parts) / k
+  stderr = np.sqrt(sum(p.stderr ** 2 for p in parts)) / k
+  return Estimate(value, stderr, sum(p.num_in for p in parts),
+                  sum(p.num_out for p in parts))

@@ -1,0 +1,221 @@
+"""Per-example quantities of a trained model, vectorized over examples, seeds.
+
+Every function here takes the ``Trainer`` and ONE seed's ``params`` and
+``batch_stats`` and works on a clean, eval-mode pass (BatchNorm running
+statistics, no dropout, no augmentation), so that a quantity of example ``i``
+depends on example ``i`` alone. Results come back as arrays of shape (n, ...) in
+the order of ``x`` (the dataset's original order). ``over_seeds`` runs any of
+them for every seed of a seed-stacked ``TrainState`` at once (jit + vmap).
+
+============================  ==================================================
+function                      per example
+============================  ==================================================
+``logit_scores``              loss, correctness, margin (true-class logit minus
+                              the largest other logit) and EL2N
+                              (||softmax(f(x)) - onehot(y)||_2, Paul et al. 2021)
+``input_gradients``           dL/dx, the input's own loss gradient
+``input_gradient_norms``      its l1, l2 or l-inf norm
+``grand``                     GraNd: ||dL/d params||_2 (Paul et al. 2021), in
+                              microbatches so that at most ``microbatch`` x P
+                              gradient entries exist at once
+``forgetting``                Toneva et al. 2019 forgetting events (1 -> 0
+                              transitions of correctness across evaluations),
+                              never-learned examples and the first-learned
+                              evaluation, from a (T, ..., n) correctness history
+``difficulty``                misclassification rate over S seeds and its
+                              dispersion against a binomial, within each class
+============================  ==================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from memjax import training
+
+NORMS = ("l1", "l2", "linf")
+
+
+def validate_norm(norm: str) -> None:
+  if norm not in NORMS:
+    raise ValueError(f"Unknown norm {norm!r}; valid norms: {', '.join(NORMS)}.")
+
+
+def reduce_norm(g: jax.Array, norm: str, axes=None) -> jax.Array:
+  """l1, l2 or l-inf norm of ``g`` over ``axes`` (default: all axes)."""
+  validate_norm(norm)
+  if norm == "l1":
+    return jnp.abs(g).sum(axes)
+  if norm == "l2":
+    return jnp.sqrt(jnp.square(g).sum(axes))
+  return jnp.abs(g).max(axes)
+
+
+def example_loss(trainer: training.Trainer, params, batch_stats, x, y):
+  """Eval-mode cross-entropy of ONE example (``x`` without a batch axis)."""
+  logits, _ = trainer.apply(params, batch_stats, x[None])
+  return optax.softmax_cross_entropy_with_integer_labels(logits[0], y)
+
+
+def _over_examples(fn, x, y, batch_size: int):
+  """fn(x_chunk, y_chunk) over chunks of ``batch_size`` examples, joined."""
+  return training.batched(lambda index: fn(x[index], y[index]),
+                          jnp.arange(x.shape[0]), batch_size)
+
+
+def input_gradients(trainer, params, batch_stats, x, y, batch_size=None):
+  """(n, *input_shape) gradients of each example's own loss wrt its input."""
+  grad = jax.grad(functools.partial(example_loss, trainer, params, batch_stats))
+  batch_size = batch_size or trainer.config.eval_batch_size
+  return _over_examples(jax.vmap(grad), x, y, batch_size)
+
+
+def input_gradient_norms(trainer, params, batch_stats, x, y, norm="l1",
+                         batch_size=None):
+  """(n,) norms of each example's input gradient, a chunk at a time."""
+  validate_norm(norm)
+  grad = jax.grad(functools.partial(example_loss, trainer, params, batch_stats))
+  per_example = lambda xi, yi: reduce_norm(grad(xi, yi), norm)
+  batch_size = batch_size or trainer.config.eval_batch_size
+  return _over_examples(jax.vmap(per_example), x, y, batch_size)
+
+
+def grand(trainer, params, batch_stats, x, y, microbatch=64):
+  """(n,) GraNd scores, l2 norm of each example's parameter gradient.
+
+  Per-example gradients of ``microbatch`` examples at a time (a microbatch x P
+  array) are reduced to norms before the next microbatch, bounding memory.
+  """
+  if microbatch < 1:
+    raise ValueError(f"microbatch must be >= 1, got {microbatch}.")
+  grad = jax.grad(example_loss, argnums=1)
+
+  def norm_of(xi, yi):
+    leaves = jax.tree.leaves(grad(trainer, params, batch_stats, xi, yi))
+    return jnp.sqrt(sum(jnp.square(g).sum() for g in leaves))
+  return _over_examples(jax.vmap(norm_of), x, y, microbatch)
+
+
+def logit_scores(trainer, params, batch_stats, x, y) -> dict:
+  """Eval-mode per-example loss, correct, margin and el2n, each (n,)."""
+  logits = trainer.logits(params, batch_stats, x)
+  onehot = jax.nn.one_hot(y, logits.shape[-1])
+  true_logit = (logits * onehot).sum(-1)
+  best_other = jnp.where(onehot > 0, -jnp.inf, logits).max(-1)
+  return {
+      "loss": optax.softmax_cross_entropy_with_integer_labels(logits, y),
+      "correct": logits.argmax(-1) == y,
+      "margin": true_logit - best_other,
+      "el2n": jnp.linalg.norm(jax.nn.softmax(logits) - onehot, axis=-1),
+  }
+
+
+@functools.partial(jax.jit, static_argnames=("fn", "trainer", "per_seed_inputs",
+                                             "per_seed_labels", "options"))
+def _over_seeds(fn, trainer, state, x, y, per_seed_inputs, per_seed_labels,
+                options):
+  def one_seed(params, batch_stats, xs, ys):
+    return fn(trainer, params, batch_stats, xs, ys, **dict(options))
+  in_axes = (0, 0, 0 if per_seed_inputs else None,
+             0 if per_seed_labels else None)
+  return jax.vmap(one_seed, in_axes=in_axes)(state.params, state.batch_stats,
+                                             x, y)
+
+
+def over_seeds(fn, trainer: training.Trainer, state: training.TrainState, x, y,
+               *, per_seed_inputs=False, per_seed_labels=False, **options):
+  """``fn(trainer, params, batch_stats, x, y, **options)`` for every seed of the
+  seed-stacked ``state``, jitted and vmapped; outputs gain a leading seed axis.
+
+  ``fn`` is one of this module's per-example functions, e.g.
+  ``over_seeds(grand, trainer, state, x, y, microbatch=32)`` -> (S, n).
+  """
+  return _over_seeds(fn, trainer, state, jnp.asarray(x), jnp.asarray(y),
+                     per_seed_inputs, per_seed_labels,
+                     tuple(sorted(options.items())))
+
+
+@dataclasses.dataclass(frozen=True)
+class Forgetting:
+  """Forgetting statistics; arrays have the history's shape without T."""
+
+  events: np.ndarray  # int: number of correct -> incorrect transitions
+  never_learned: np.ndarray  # bool: never correct at any evaluation
+  first_learned: np.ndarray  # int: first correct evaluation (0-based); -1: never
+  num_evaluations: int  # T
+
+  def scores(self) -> np.ndarray:
+    """Toneva et al.'s ranking score: events, with never-learned examples put
+    above every learned one (T // 2 + 1 exceeds any possible event count)."""
+    return np.where(self.never_learned, self.num_evaluations // 2 + 1,
+                    self.events)
+
+
+def forgetting(correct) -> Forgetting:
+  """Forgetting events of a (T, ..., n) boolean correctness history.
+
+  ``correct[t]`` is the per-example correctness at evaluation t (e.g. after
+  epoch t, from ``training.fit(..., record_examples=True)``).
+  """
+  correct = np.asarray(correct).astype(bool)
+  if correct.ndim < 2:
+    raise ValueError(
+        f"correct must have shape (T, ..., n), got {correct.shape}.")
+  events = (correct[:-1] & ~correct[1:]).sum(0)
+  ever = correct.any(0)
+  first = np.where(ever, correct.argmax(0), -1)
+  return Forgetting(events.astype(np.int32), ~ever, first.astype(np.int32),
+                    correct.shape[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class Difficulty:
+  """How example-specific the misclassification rate over S seeds is."""
+
+  rate: np.ndarray  # (n,) fraction of seeds that misclassify the example
+  std: float  # std across examples of ``rate``
+  dispersion: float  # within-class variance of ``rate`` / binomial variance
+  dispersion_pooled: float  # the same with one mean rate for all examples
+  null_std: float  # std of ``dispersion`` if rates were within-class binomial
+
+
+def _dispersion(rate, groups, num_trials):
+  observed, expected = 0.0, 0.0
+  for g in np.unique(groups):
+    r = rate[groups == g]
+    p = r.mean()
+    observed += np.square(r - p).sum()
+    expected += (r.size - 1) * p * (1 - p) / num_trials
+  return observed / expected if expected > 0 else np.nan
+
+
+def difficulty(correct, labels) -> Difficulty:
+  """Per-example difficulty from (S, n) correctness of S independent runs.
+
+  If every example of class c were misclassified independently with the same
+  probability p_c, each rate would be Binomial(S, p_c) / S and the within-class
+  dispersion index (sum of squared deviations from the class mean over its
+  binomial expectation, (n_c - 1) p_c (1 - p_c) / S) would be about 1 (about
+  chi^2_{n-C} / (n - C)); example-specific difficulty makes it larger. Run-level
+  effects shared by a whole class (a seed biased toward some class) only lower
+  it. ``dispersion_pooled`` uses one mean for all examples, so it also counts
+  differences between classes.
+  """
+  miss = 1.0 - np.asarray(correct, np.float64)
+  if miss.ndim != 2:
+    raise ValueError(f"correct must have shape (S, n), got {miss.shape}.")
+  labels = np.asarray(labels)
+  num_trials, n = miss.shape
+  rate = miss.mean(0)
+  num_groups = np.unique(labels).size
+  return Difficulty(rate=rate, std=float(rate.std()),
+                    dispersion=float(_dispersion(rate, labels, num_trials)),
+                    dispersion_pooled=float(_dispersion(rate, np.zeros(n),
+                                                        num_trials)),
+                    null_std=float(np.sqrt(2.0 / max(n - num_groups, 1))))

@@ -1,0 +1,150 @@
+"""Many-seed training: vmapped seeds equal separate runs, resume, no retracing."""
+
+import tempfile
+
+from absl.testing import absltest
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from memjax import data
+from memjax import training
+
+
+def digits(train_size=200, test_size=60) -> training.TrainData:
+  ds = data.load(data.DataConfig(name="digits", train_size=train_size,
+                                 test_size=test_size))
+  return training.TrainData(ds.x_train, ds.y_train, ds.x_test, ds.y_test,
+                            ds.num_classes)
+
+
+def config(**kwargs) -> training.TrainConfig:
+  defaults = dict(model="mlp1x32", batch_size=32, max_epochs=3, num_seeds=3,
+                  learning_rate=0.05, stop_when_fit=False)
+  return training.TrainConfig(**{**defaults, **kwargs})
+
+
+def lane(tree, i):
+  return jax.tree.map(lambda a: a[i], tree)
+
+
+class ManySeedTest(absltest.TestCase):
+
+  def assert_lanes_equal_separate_runs(self, cfg, train_data):
+    together = training.fit(cfg, train_data)
+    for i in range(cfg.num_seeds):
+      alone = training.fit(
+          training.TrainConfig(**{**cfg.__dict__, "num_seeds": 1,
+                                  "seed": cfg.seed + i}), train_data)
+      for key in training.HISTORY_KEYS:
+        np.testing.assert_allclose(together.history[key][:, i],
+                                   alone.history[key][:, 0], rtol=1e-4,
+                                   atol=1e-5, err_msg=key)
+      chex.assert_trees_all_close(lane(together.state.params, i),
+                                  lane(alone.state.params, 0),
+                                  rtol=1e-4, atol=1e-5)
+      chex.assert_trees_all_close(lane(together.state.batch_stats, i),
+                                  lane(alone.state.batch_stats, 0),
+                                  rtol=1e-4, atol=1e-5)
+
+  def test_vmapped_seeds_equal_separate_runs(self):
+    self.assert_lanes_equal_separate_runs(config(dropout=0.2), digits())
+
+  def test_vmapped_seeds_equal_separate_runs_with_batchnorm(self):
+    cfg = config(model="inception", num_seeds=2, max_epochs=1,
+                 learning_rate=0.01)
+    self.assert_lanes_equal_separate_runs(cfg, digits(64, 32))
+
+  def test_seeds_differ(self):
+    result = training.fit(config(num_seeds=2, max_epochs=1), digits())
+    a, b = (lane(result.state.params, i) for i in range(2))
+    self.assertFalse(jnp.allclose(a["head"]["kernel"][...],
+                                  b["head"]["kernel"][...]))
+
+  def test_epoch_is_traced_once(self):
+    cfg, train_data = config(), digits()
+    trainer = training.Trainer(cfg, train_data.input_shape, 10)
+    epoch_fn = jax.jit(chex.assert_max_traces(trainer._train_epoch_vmapped,
+                                              n=1))
+    keys = training.seed_keys(cfg)
+    state = trainer.init(keys)
+    index = training.default_train_index(train_data, cfg.num_seeds)
+    for epoch in range(3):
+      state, losses = epoch_fn(state, keys, epoch, train_data.x_train,
+                               train_data.y_train, index)
+    chex.assert_shape(losses, (3, 200 // 32))
+    self.assertEqual(int(state.step[0]), 3 * (200 // 32))
+
+
+class BatchOrderTest(absltest.TestCase):
+
+  def test_batches_are_a_function_of_seed_and_epoch(self):
+    cfg = config()
+    trainer = training.Trainer(cfg, (8, 8, 1), 10)
+    key = jax.random.key(7)
+    index = jnp.arange(100)
+    a = trainer.epoch_batches(key, 3, index)
+    chex.assert_trees_all_equal(a, trainer.epoch_batches(key, 3, index))
+    self.assertFalse(jnp.array_equal(a, trainer.epoch_batches(key, 4, index)))
+    chex.assert_shape(a, (3, 32))
+    self.assertLen(np.unique(np.asarray(a)), 96)
+
+  def test_subset_training_only_draws_from_the_subset(self):
+    trainer = training.Trainer(config(), (8, 8, 1), 10)
+    subset = jnp.array([5, 9, 17, 33, 40, 41, 60, 99] * 8)
+    batches = trainer.epoch_batches(jax.random.key(0), 0, subset)
+    self.assertTrue(np.isin(np.asarray(batches), np.asarray(subset)).all())
+
+  def test_learning_rate_decays_per_50k_examples(self):
+    cfg = config(learning_rate=0.01, batch_size=100)
+    trainer = training.Trainer(cfg, (8, 8, 1), 10)
+    self.assertAlmostEqual(float(trainer.schedule(0)), 0.01, places=7)
+    # 500 steps of 100 examples = 50,000 examples: one decay of 0.95.
+    self.assertAlmostEqual(float(trainer.schedule(500)), 0.01 * 0.95, places=7)
+
+
+class RobustnessTest(absltest.TestCase):
+
+  def test_non_finite_loss_names_seed_and_step(self):
+    with self.assertRaisesRegex(FloatingPointError, r"seed \d+ at step \d+"):
+      training.fit(config(learning_rate=1e12, max_epochs=5), digits())
+
+  def test_resume_after_a_crash_equals_an_uninterrupted_run(self):
+    cfg, train_data = config(max_epochs=5), digits()
+    uninterrupted = training.fit(cfg, train_data)
+    calls = []
+    original = training.check_finite
+
+    def crash_on_third_epoch(*args, **kwargs):
+      calls.append(1)
+      if len(calls) == 3:
+        raise KeyboardInterrupt("simulated crash")
+      return original(*args, **kwargs)
+
+    with tempfile.TemporaryDirectory() as tmp:
+      training.check_finite = crash_on_third_epoch
+      try:
+        with self.assertRaises(KeyboardInterrupt):
+          training.fit(cfg, train_data, checkpoint_dir=tmp,
+                       checkpoint_seconds=0)
+      finally:
+        training.check_finite = original
+      resumed = training.fit(cfg, train_data, checkpoint_dir=tmp)
+    self.assertEqual(resumed.epochs, 5)
+    for key in training.HISTORY_KEYS:
+      np.testing.assert_allclose(resumed.history[key],
+                                 uninterrupted.history[key], rtol=1e-6,
+                                 err_msg=key)
+    chex.assert_trees_all_close(resumed.state.params,
+                                uninterrupted.state.params, rtol=1e-6)
+
+  def test_invalid_configs(self):
+    for bad in (dict(num_seeds=0), dict(batch_size=0), dict(dropout=1.0),
+                dict(weight_decay=-1.0), dict(model="vgg")):
+      with self.assertRaises(ValueError):
+        config(**bad)
+
+
+if __name__ == "__main__":
+  absltest.main()
