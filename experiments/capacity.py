@@ -43,7 +43,7 @@ from memjax import studies
 from memjax import training
 
 cli.define_data_flags()
-cli.define_train_flags(seeds=1, max_epochs=30)
+cli.define_train_flags(seeds=1, max_epochs=30, shard_seeds=False)
 cli.define_run_flags("runs/capacity")
 flags.FLAGS.set_default("train_size", 1000)
 flags.FLAGS.set_default("test_size", 500)
@@ -61,26 +61,6 @@ SMOKE = dict(hidden_sizes=[8], levels=[0.0, 0.8])
 NEAR_BEST = 0.01
 
 
-def positive_ints(name, values) -> list[int]:
-  try:
-    ints = sorted({int(v) for v in values})
-  except ValueError:
-    raise ValueError(f"--{name} must be positive integers, got {values}."
-                     ) from None
-  if not ints or ints[0] < 1:
-    raise ValueError(f"--{name} must be positive integers, got {values}.")
-  return ints
-
-
-def fractions(values) -> list[float]:
-  try:
-    levels = sorted({float(v) for v in values})
-  except ValueError:
-    raise ValueError(f"--levels must be numbers in [0, 1], got {values}."
-                     ) from None
-  if not levels or not 0.0 <= levels[0] <= levels[-1] <= 1.0:
-    raise ValueError(f"--levels must be numbers in [0, 1], got {values}.")
-  return levels
 
 
 def condition_name(noise: str, level: float) -> str:
@@ -156,19 +136,16 @@ def claims(summary, noise_types, levels) -> list[reporting.Claim]:
 
 def main(argv):
   del argv
-  hidden_sizes = positive_ints("hidden_sizes", FLAGS.hidden_sizes)
-  levels = fractions(FLAGS.levels)
+  hidden_sizes = cli.positive_ints("hidden_sizes", FLAGS.hidden_sizes)
+  levels = cli.fractions("levels", FLAGS.levels)
   noise_types = list(dict.fromkeys(FLAGS.noise))
   for noise in noise_types:
     if noise not in NOISE_TYPES:
       raise ValueError(f"Unknown --noise {noise!r}; valid: {NOISE_TYPES}.")
-  data_overrides, train_overrides = {}, {}
   if FLAGS.smoke:
-    data_overrides = dict(cli.SMOKE_DATA)
-    train_overrides = dict(cli.SMOKE_TRAIN, num_seeds=1)
     hidden_sizes, levels = SMOKE["hidden_sizes"], SMOKE["levels"]
-  data_config = cli.data_config(FLAGS, **data_overrides)
-  config = cli.train_config(FLAGS, **train_overrides)
+  data_config, config = cli.configs(
+      FLAGS, smoke_train=dict(cli.SMOKE_TRAIN, num_seeds=1))
   seeds = config.num_seeds
   names = sweep_conditions(noise_types, levels)
   cli.prepare(FLAGS)

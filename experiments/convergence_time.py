@@ -47,7 +47,7 @@ from memjax import training
 CONDITIONS = ("real", "randX", "randY")
 
 cli.define_data_flags()
-cli.define_train_flags(seeds=1, max_epochs=100)
+cli.define_train_flags(seeds=1, max_epochs=100, shard_seeds=False)
 cli.define_run_flags("runs/convergence_time")
 flags.FLAGS.set_default("test_size", 500)
 flags.DEFINE_list("conditions", list(CONDITIONS),
@@ -66,16 +66,6 @@ FLAGS = flags.FLAGS
 SMOKE = dict(hidden_sizes=[8], train_sizes=[64], capacity_train_size=64,
              size_sweep_hidden=8)
 
-
-def positive_ints(name, values) -> list[int]:
-  try:
-    ints = sorted({int(v) for v in values})
-  except ValueError:
-    raise ValueError(f"--{name} must be positive integers, got {values}."
-                     ) from None
-  if not ints or ints[0] < 1:
-    raise ValueError(f"--{name} must be positive integers, got {values}.")
-  return ints
 
 
 def train_cell(config, data_config, names, seeds, hidden, size, workdir,
@@ -161,23 +151,21 @@ def claims(summary) -> list[reporting.Claim]:
 def main(argv):
   del argv
   names = list(dict.fromkeys(FLAGS.conditions))
-  hidden_sizes = positive_ints("hidden_sizes", FLAGS.hidden_sizes)
-  train_sizes = positive_ints("train_sizes", FLAGS.train_sizes)
+  hidden_sizes = cli.positive_ints("hidden_sizes", FLAGS.hidden_sizes)
+  train_sizes = cli.positive_ints("train_sizes", FLAGS.train_sizes)
   capacity_size = FLAGS.capacity_train_size
   size_hidden = FLAGS.size_sweep_hidden
   for name, value in (("capacity_train_size", capacity_size),
                       ("size_sweep_hidden", size_hidden)):
     if value < 1:
       raise ValueError(f"--{name} must be >= 1, got {value}.")
-  data_overrides, train_overrides = {}, {}
   if FLAGS.smoke:
-    data_overrides = dict(test_size=cli.SMOKE_DATA["test_size"])
-    train_overrides = dict(cli.SMOKE_TRAIN, num_seeds=1)
     hidden_sizes, train_sizes = SMOKE["hidden_sizes"], SMOKE["train_sizes"]
     capacity_size, size_hidden = (SMOKE["capacity_train_size"],
                                   SMOKE["size_sweep_hidden"])
-  data_config = cli.data_config(FLAGS, **data_overrides)
-  config = cli.train_config(FLAGS, **train_overrides)
+  data_config, config = cli.configs(
+      FLAGS, smoke_data=dict(test_size=cli.SMOKE_DATA["test_size"]),
+      smoke_train=dict(cli.SMOKE_TRAIN, num_seeds=1))
   for name in names:
     studies.StudyConfig(data_config, config, conditions=(name,))
   cli.prepare(FLAGS)

@@ -51,7 +51,8 @@ from memjax import training
 CONDITIONS = ("real", "randX", "randY_0.2", "randY_0.6", "randY")
 
 cli.define_data_flags()
-cli.define_train_flags(model="mlp2x128", seeds=2, max_epochs=40)
+cli.define_train_flags(model="mlp2x128", seeds=2, max_epochs=40,
+                       shard_seeds=False)
 cli.define_run_flags("runs/critical_samples")
 flags.FLAGS.set_default("train_size", 1000)
 flags.FLAGS.set_default("test_size", 500)

@@ -67,7 +67,8 @@ NULL_SIGMAS = 5.0
 
 cli.define_data_flags()
 flags.FLAGS.set_default("train_size", 1000)
-cli.define_train_flags(model="mlp2x512", seeds=100, max_epochs=1, batch_size=32)
+cli.define_train_flags(model="mlp2x512", seeds=100, max_epochs=1, batch_size=32,
+                       shard_seeds=False)
 cli.define_run_flags("runs/easy_examples")
 flags.DEFINE_list("conditions", list(CONDITIONS),
                   f"Subset of {', '.join(CONDITIONS)} (any randomization name).")
@@ -134,9 +135,7 @@ def claims(summary: dict) -> list[reporting.Claim]:
 
 def plot_histograms(path, rates, labels, num_seeds):
   """Fig. 1: histogram of per-example rates; binomial expectations overlaid."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = reporting.pyplot()
   from scipy import stats  # pylint: disable=g-import-not-at-top
   edges = np.linspace(0, 1, 21)
   k = np.arange(num_seeds + 1)
@@ -157,20 +156,14 @@ def plot_histograms(path, rates, labels, num_seeds):
     ax.set_xlabel(f"misclassification rate over {num_seeds} seeds")
     ax.set_ylabel("examples")
     ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return path
+  return reporting.save_figure(fig, path)
 
 
 def main(argv):
   del argv
-  data_overrides, train_overrides = {}, {"stop_when_fit": False}
-  if FLAGS.smoke:
-    data_overrides = dict(SMOKE_DATA)
-    train_overrides["num_seeds"] = min(FLAGS.seeds, SMOKE_SEEDS)
-  data_config = cli.data_config(FLAGS, **data_overrides)
-  train_config = cli.train_config(FLAGS, **train_overrides)
+  data_config, train_config = cli.configs(
+      FLAGS, smoke_data=SMOKE_DATA, smoke_train=dict(num_seeds=SMOKE_SEEDS),
+      stop_when_fit=False)
   for name in FLAGS.conditions:
     rand_lib.from_name(name)
   cli.prepare(FLAGS)

@@ -52,7 +52,8 @@ SCORES = ("el2n", "grand", "forgetting")
 
 cli.define_data_flags()
 flags.FLAGS.set_default("train_size", 1000)
-cli.define_train_flags(model="mlp1x512", seeds=5, max_epochs=30, batch_size=64)
+cli.define_train_flags(model="mlp1x512", seeds=5, max_epochs=30, batch_size=64,
+                       shard_seeds=False)
 cli.define_run_flags("runs/example_scores")
 flags.DEFINE_string("noise", "corrupt_0.2",
                     "Label noise condition, e.g. corrupt_0.2 or corrupt_0.4.")
@@ -117,9 +118,7 @@ def compute_scores(train_config, score_epoch, train_data, microbatch, progress):
 
 
 def plot_scores(path, scores, corrupted, aucs):
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = reporting.pyplot()
   fig, axes = plt.subplots(1, len(SCORES), figsize=(4.6 * len(SCORES), 3.8))
   for ax, name in zip(axes, SCORES):
     values = scores[name]
@@ -132,23 +131,15 @@ def plot_scores(path, scores, corrupted, aucs):
     ax.set_title(f"{name} (AUC {auc:.3f})" if auc is not None else name)
     ax.set_xlabel(f"{name}, mean over seeds")
     ax.legend()
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return path
+  return reporting.save_figure(fig, path)
 
 
 def main(argv):
   del argv
-  data_overrides, train_overrides = {}, {}
   score_epoch = FLAGS.score_epoch
   if FLAGS.smoke:
-    data_overrides = dict(SMOKE_DATA)
-    train_overrides = dict(SMOKE_TRAIN,
-                           num_seeds=min(FLAGS.seeds, SMOKE_TRAIN["num_seeds"]))
     score_epoch = SMOKE_SCORE_EPOCH
-  data_config = cli.data_config(FLAGS, **data_overrides)
-  train_config = cli.train_config(FLAGS, **train_overrides)
+  data_config, train_config = cli.configs(FLAGS, SMOKE_DATA, SMOKE_TRAIN)
   randomization = rand_lib.from_name(FLAGS.noise, FLAGS.label_noise)
   if randomization.kind != "corrupt_labels":
     raise ValueError(f"--noise must be label noise (corrupt_<p> or randY_<p>), "

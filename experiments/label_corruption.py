@@ -88,6 +88,7 @@ def main(argv):
   config = cli.study_config(FLAGS, names)
   cli.prepare(FLAGS)
   results = studies.run(config, FLAGS.workdir, progress=FLAGS.progress,
+                        mesh=cli.mesh(FLAGS),
                         checkpoint_seconds=FLAGS.checkpoint_seconds)
   summary = studies.summarize(results, reference=names[0])
   for s in summary.values():

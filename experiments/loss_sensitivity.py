@@ -67,7 +67,8 @@ NOISE = ("randX", "randY", "noise50", "nway")
 cli.define_data_flags()
 flags.FLAGS.set_default("train_size", 1000)
 flags.FLAGS.set_default("image_size", 14)
-cli.define_train_flags(model="mlp2x16", seeds=3, max_epochs=100, batch_size=100)
+cli.define_train_flags(model="mlp2x16", seeds=3, max_epochs=100, batch_size=100,
+                       seed_chunk=False, shard_seeds=False)
 cli.define_run_flags("runs/loss_sensitivity")
 flags.DEFINE_list("conditions", list(CONDITIONS),
                   f"Subset of {', '.join(CONDITIONS)}.")
@@ -152,9 +153,7 @@ def claims(summary):
 
 
 def plot_class_matrices(path, matrices):
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = reporting.pyplot()
   fig, axes = plt.subplots(1, len(matrices), figsize=(4 * len(matrices), 3.6),
                            squeeze=False)
   for ax, (name, matrix) in zip(axes[0], matrices.items()):
@@ -163,21 +162,12 @@ def plot_class_matrices(path, matrices):
     ax.set_xlabel("input class j")
     ax.set_ylabel("loss class i")
     fig.colorbar(image, ax=ax, fraction=0.046)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return path
+  return reporting.save_figure(fig, path)
 
 
 def main(argv):
   del argv
-  data_overrides, train_overrides = {}, {}
-  if FLAGS.smoke:
-    data_overrides = dict(SMOKE_DATA)
-    train_overrides = dict(SMOKE_TRAIN,
-                           num_seeds=min(FLAGS.seeds, SMOKE_TRAIN["num_seeds"]))
-  data_config = cli.data_config(FLAGS, **data_overrides)
-  train_config = cli.train_config(FLAGS, **train_overrides)
+  data_config, train_config = cli.configs(FLAGS, SMOKE_DATA, SMOKE_TRAIN)
   for name in FLAGS.conditions:
     if name not in CONDITIONS:
       raise ValueError(f"Unknown condition {name!r}; valid: "

@@ -64,7 +64,8 @@ from memjax import training
 
 cli.define_data_flags()
 cli.define_train_flags(model="mlp1x256", seeds=50, max_epochs=30,
-                       batch_size=128)
+                       batch_size=128,
+                       shard_seeds=False)
 cli.define_run_flags("runs/memorization_scores")
 flags.DEFINE_integer("runs", 1000, "Subset runs per ratio.")
 flags.DEFINE_list("ratios", ["0.7"],
@@ -153,9 +154,7 @@ def ranked(scores, classes, descending):
 
 def plot_examples(path, dataset, original, scores, show):
   """Rows of the most memorized, most memorized clean and least memorized."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = reporting.pyplot()
   show = min(show, len(scores) // 2)
   most = ranked(scores, original, True)
   rows = {"most memorized": most[:show]}
@@ -178,16 +177,11 @@ def plot_examples(path, dataset, original, scores, show):
     row[0].set_ylabel(title, fontsize=8)
   fig.suptitle("Most and least memorized training examples: #index, label "
                "(true label if corrupted), score", fontsize=9)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return path
+  return reporting.save_figure(fig, path)
 
 
 def plot_histogram(path, scores, corrupted, title):
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = reporting.pyplot()
   fig, ax = plt.subplots(figsize=(6.4, 4.2))
   bins = np.linspace(-0.2, 1.0, 49)
   for name, keep in (("clean", ~corrupted), ("corrupted", corrupted)):
@@ -198,10 +192,7 @@ def plot_histogram(path, scores, corrupted, title):
   ax.set_ylabel("training examples")
   ax.set_title(title)
   ax.legend()
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return path
+  return reporting.save_figure(fig, path)
 
 
 def summarize(runs, first, mem, cscore, test_cscore, top, corrupted):

@@ -93,6 +93,7 @@ def main(argv):
   config = cli.study_config(FLAGS, FLAGS.conditions)
   cli.prepare(FLAGS)
   results = studies.run(config, FLAGS.workdir, progress=FLAGS.progress,
+                        mesh=cli.mesh(FLAGS),
                         checkpoint_seconds=FLAGS.checkpoint_seconds)
   summary = studies.summarize(results, reference="true_labels")
   rows = [{"condition": n, **s} for n, s in summary.items()]

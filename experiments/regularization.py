@@ -150,12 +150,7 @@ FLAGS = flags.FLAGS
 
 def base_configs(values):
   """(DataConfig, TrainConfig) shared by every run; --smoke shrinks them."""
-  data_overrides, train_overrides = {}, {}
-  if values.smoke:
-    data_overrides = dict(cli.SMOKE_DATA)
-    train_overrides = dict(cli.SMOKE_TRAIN, num_seeds=min(values.seeds, 2))
-  return (cli.data_config(values, **data_overrides),
-          cli.train_config(values, **train_overrides))
+  return cli.configs(values)
 
 
 def run_conditions(name, data_config, train_config, dataset, progress):
@@ -163,7 +158,7 @@ def run_conditions(name, data_config, train_config, dataset, progress):
   study = studies.StudyConfig(data=data_config, train=train_config,
                               conditions=CONDITIONS)
   return studies.run(study, os.path.join(FLAGS.workdir, name),
-                     progress=progress, dataset=dataset)
+                     progress=progress, dataset=dataset, mesh=cli.mesh(FLAGS))
 
 
 def row_summary(result: studies.ConditionResult) -> dict:

@@ -128,6 +128,7 @@ def main(argv):
   cli.prepare(FLAGS)
   dataset = data_lib.load(config.data)
   results = studies.run(config, FLAGS.workdir, progress=FLAGS.progress,
+                        mesh=cli.mesh(FLAGS),
                         checkpoint_seconds=FLAGS.checkpoint_seconds,
                         dataset=dataset)
   measured = measure(config, dataset, results, sharpness_config)

@@ -22,6 +22,8 @@ from memjax import training
 
 # Flags that change where or how a run is stored, not what it computes.
 NOT_IN_RUN_CONFIG = ("workdir", "overwrite", "progress", "checkpoint_seconds")
+# How a run executes, not what it computes: a workdir may resume under others.
+EXECUTION_FLAGS = ("seed_chunk", "shard_seeds")
 
 
 def define_data_flags(dataset: str = "mnist5k") -> None:
@@ -38,7 +40,12 @@ def define_data_flags(dataset: str = "mnist5k") -> None:
 
 
 def define_train_flags(model: str = "mlp1x512", seeds: int = 3,
-                       max_epochs: int = 100, batch_size: int = 128) -> None:
+                       max_epochs: int = 100, batch_size: int = 128, *,
+                       seed_chunk: bool = True,
+                       shard_seeds: bool = True) -> None:
+  """The training flags; ``seed_chunk``/``shard_seeds`` add the execution flags
+  of experiments whose training goes through ``Trainer.train_epoch`` and
+  ``training.fit`` (an experiment without them rejects them as unknown)."""
   flags.DEFINE_string("model", model,
                       "mlp<depth>x<width> (e.g. mlp1x512, mlp3x512), alexnet, "
                       "inception, inception_nobn or arpit_cnn.")
@@ -54,6 +61,15 @@ def define_train_flags(model: str = "mlp1x512", seeds: int = 3,
                      "Learning-rate decay per 50,000 examples seen (Zhang et "
                      "al.'s per-epoch decay on CIFAR10).")
   flags.DEFINE_float("momentum", 0.9, "SGD momentum.")
+  if seed_chunk:
+    flags.DEFINE_integer("seed_chunk", None,
+                         "Vmap the seeds in chunks of this many, one chunk "
+                         "after another in the same compiled program (faster "
+                         "on a CPU, e.g. 8); default: all seeds in one vmap.")
+  if shard_seeds:
+    flags.DEFINE_bool("shard_seeds", False,
+                      "Spread the seeds over every device JAX sees (a 'seeds' "
+                      "mesh axis; memjax.sharding).")
 
 
 def define_run_flags(workdir: str) -> None:
@@ -81,15 +97,49 @@ SMOKE_DATA = dict(train_size=128, test_size=64)
 SMOKE_TRAIN = dict(max_epochs=2)
 
 
+def configs(values, smoke_data=None, smoke_train=None, **train_overrides):
+  """(DataConfig, TrainConfig) of the flags and ``train_overrides``; --smoke
+  also applies ``smoke_data`` (default SMOKE_DATA) and ``smoke_train`` (default
+  SMOKE_TRAIN), whose ``num_seeds`` (default 2) caps --seeds."""
+  data_overrides = {}
+  if values.smoke:
+    data_overrides = dict(SMOKE_DATA if smoke_data is None else smoke_data)
+    smoke = dict(SMOKE_TRAIN if smoke_train is None else smoke_train)
+    smoke["num_seeds"] = min(values.seeds, smoke.get("num_seeds", 2))
+    train_overrides = {**train_overrides, **smoke}
+  return (data_config(values, **data_overrides),
+          train_config(values, **train_overrides))
+
+
+def positive_ints(name: str, values) -> list[int]:
+  """The sorted distinct integers of list flag --name, all >= 1."""
+  try:
+    ints = sorted({int(v) for v in values})
+  except ValueError:
+    raise ValueError(f"--{name} must be positive integers, got {values}."
+                     ) from None
+  if not ints or ints[0] < 1:
+    raise ValueError(f"--{name} must be positive integers, got {values}.")
+  return ints
+
+
+def fractions(name: str, values) -> list[float]:
+  """The sorted distinct numbers of list flag --name, all in [0, 1]."""
+  try:
+    levels = sorted({float(v) for v in values})
+  except ValueError:
+    raise ValueError(f"--{name} must be numbers in [0, 1], got {values}."
+                     ) from None
+  if not levels or not 0.0 <= levels[0] <= levels[-1] <= 1.0:
+    raise ValueError(f"--{name} must be numbers in [0, 1], got {values}.")
+  return levels
+
+
 def study_config(values, conditions) -> studies.StudyConfig:
   """The StudyConfig of a randomization experiment (--smoke shrinks it)."""
-  data_overrides, train_overrides = {}, {}
-  if values.smoke:
-    data_overrides = dict(SMOKE_DATA)
-    train_overrides = dict(SMOKE_TRAIN, num_seeds=min(values.seeds, 2))
+  data, train = configs(values)
   return studies.StudyConfig(
-      data=data_config(values, **data_overrides),
-      train=train_config(values, **train_overrides),
+      data=data, train=train,
       conditions=tuple(conditions), label_noise=values.label_noise,
       corrupt_test=values.corrupt_test,
       per_seed_randomization=values.per_seed_randomization,
@@ -110,9 +160,18 @@ def train_config(values, **overrides) -> training.TrainConfig:
   kwargs = dict(model=values.model, num_seeds=values.seeds, seed=values.seed,
                 max_epochs=values.max_epochs, batch_size=values.batch_size,
                 learning_rate=values.learning_rate, lr_decay=values.lr_decay,
-                momentum=values.momentum)
+                momentum=values.momentum,
+                seed_chunk=values.seed_chunk if "seed_chunk" in values else None)
   kwargs.update(overrides)
   return training.TrainConfig(**kwargs)
+
+
+def mesh(values):
+  """The device mesh that --shard_seeds asks for, or None."""
+  if "shard_seeds" not in values or not values.shard_seeds:
+    return None
+  from memjax import sharding  # pylint: disable=g-import-not-at-top
+  return sharding.make_mesh()
 
 
 def run_config(values) -> dict:
@@ -129,7 +188,9 @@ def run_config(values) -> dict:
 
 def prepare(values) -> None:
   """Claims --workdir for this run's flags (refuses other flags there)."""
-  checkpointing.prepare_workdir(values.workdir, run_config(values),
+  config = {k: v for k, v in run_config(values).items()
+            if k not in EXECUTION_FLAGS}
+  checkpointing.prepare_workdir(values.workdir, config,
                                 overwrite=values.overwrite)
 
 

@@ -96,9 +96,7 @@ def plot_curves(path: str, curves: dict, xlabel: str, ylabel: str,
 
   ``curves`` maps a name to (x of shape (T,), y of shape (T, S)).
   """
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = pyplot()
   fig, ax = plt.subplots(figsize=(6.4, 4.4))
   for name, (x, y) in curves.items():
     y = np.asarray(y, float).reshape(len(x), -1)
@@ -112,18 +110,13 @@ def plot_curves(path: str, curves: dict, xlabel: str, ylabel: str,
   ax.set_title(title)
   ax.grid(alpha=0.3)
   ax.legend()
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return path
+  return save_figure(fig, path)
 
 
 def plot_panels(path: str, panels: Sequence[dict]) -> str:
   """Side-by-side line plots; each panel is a dict with ``title``, ``xlabel``,
   ``ylabel`` and ``lines``: {label: (x, y)} or {label: (x, y, yerr)}."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = pyplot()
   fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2),
                            squeeze=False)
   for ax, panel in zip(axes[0], panels):
@@ -137,7 +130,20 @@ def plot_panels(path: str, panels: Sequence[dict]) -> str:
     ax.grid(alpha=0.3)
     if len(panel["lines"]) > 1:
       ax.legend()
+  return save_figure(fig, path)
+
+
+def pyplot():
+  """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def save_figure(fig, path: str) -> str:
+  """Writes a matplotlib figure to ``path`` (PNG, 120 dpi), closes it."""
   fig.tight_layout()
   fig.savefig(path, dpi=120)
-  plt.close(fig)
+  pyplot().close(fig)
   return path

@@ -82,9 +82,11 @@ def randomize(dataset: data_lib.Dataset, config: StudyConfig, name: str):
 def run(config: StudyConfig, workdir: str | None = None, *,
         progress: bool = True, checkpoint_seconds: float = 30.0,
         record_examples: bool = False,
-        dataset: data_lib.Dataset | None = None) -> dict[str, ConditionResult]:
+        dataset: data_lib.Dataset | None = None,
+        mesh=None) -> dict[str, ConditionResult]:
   """Trains every condition; ``dataset``, if given, is ``config.data`` loaded
-  already (studies that share one dataset over many runs load it once)."""
+  already (studies that share one dataset over many runs load it once);
+  ``mesh`` spreads the seeds over devices (``training.fit``)."""
   if dataset is None:
     dataset = data_lib.load(config.data)
   results = {}
@@ -100,7 +102,7 @@ def run(config: StudyConfig, workdir: str | None = None, *,
     fit = training.fit(config.train, train_data, checkpoint_dir=ckpt,
                        checkpoint_seconds=checkpoint_seconds,
                        progress=name if progress else None,
-                       record_examples=record_examples)
+                       record_examples=record_examples, mesh=mesh)
     results[name] = ConditionResult(fit, train_mask, test_mask,
                                     dataset.num_classes)
   return results

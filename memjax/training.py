@@ -64,6 +64,10 @@ class TrainConfig:
   fit_threshold: float = 1.0  # a seed has fit when clean train acc >= this
   stop_when_fit: bool = True
   eval_batch_size: int = 1000
+  # None: every seed in one vmap (best on accelerators and with a mesh). On a
+  # CPU, vmapping seeds in chunks of a few (lax.map over chunks) keeps each
+  # chunk's minibatches in cache and is faster (benchmarks/RESULTS.md).
+  seed_chunk: int | None = None
   # Input perturbations and hidden noise; applied to training batches only.
   regularization: regularizers.Regularization = regularizers.Regularization()
 
@@ -78,13 +82,14 @@ class TrainConfig:
               "weight_decay": self.weight_decay >= 0,
               "dropout": 0 <= self.dropout < 1,
               "learning_rate": self.learning_rate is None or self.learning_rate > 0,
-              "fit_threshold": 0 < self.fit_threshold <= 1}
+              "fit_threshold": 0 < self.fit_threshold <= 1,
+              "seed_chunk": self.seed_chunk is None or self.seed_chunk >= 1}
     for name, ok in checks.items():
       if not ok:
         raise ValueError(f"Invalid {name}={getattr(self, name)!r} (num_seeds, "
                          "batch_size and max_epochs must be >= 1; weight_decay "
                          ">= 0; dropout in [0, 1); learning_rate > 0; "
-                         "fit_threshold in (0, 1]).")
+                         "fit_threshold in (0, 1]; seed_chunk None or >= 1).")
 
   @property
   def lr(self) -> float:
@@ -217,8 +222,18 @@ class Trainer:
                            per_seed_inputs=False, per_seed_labels=False):
     in_axes = (0, 0, None, 0 if per_seed_inputs else None,
                0 if per_seed_labels else None, 0)
-    return jax.vmap(self.train_epoch_one, in_axes=in_axes)(
-        state, keys, epoch, x, y, train_index)
+    chunk = self.config.seed_chunk
+    if chunk is None or chunk >= keys.shape[0]:
+      return jax.vmap(self.train_epoch_one, in_axes=in_axes)(
+          state, keys, epoch, x, y, train_index)
+    per_seed = (state, keys, train_index, x if per_seed_inputs else None,
+                y if per_seed_labels else None)
+    def one_seed(lane):
+      state, key, index, x_lane, y_lane = lane
+      return self.train_epoch_one(state, key, epoch,
+                                  x if x_lane is None else x_lane,
+                                  y if y_lane is None else y_lane, index)
+    return jax.lax.map(one_seed, per_seed, batch_size=chunk)
 
   def logits(self, params, batch_stats, x):
     """Eval-mode logits of one seed over all of ``x``, in eval-sized chunks."""
@@ -237,9 +252,17 @@ class Trainer:
     return jax.vmap(self.evaluate_one, in_axes=in_axes)(state, x, y)
 
 
-@functools.lru_cache(maxsize=8)
 def cached_trainer(config: TrainConfig, input_shape, num_classes: int) -> Trainer:
-  """One Trainer (and so one set of compiled functions) per model and shape."""
+  """One Trainer (and so one set of compiled functions) per model, optimizer
+  and shape. The fields that only steer the run around the Trainer (seeds,
+  epochs, stopping) are not part of the key, so S one-seed runs compile once."""
+  return _trainer(dataclasses.replace(config, seed=0, num_seeds=1, max_epochs=1,
+                                      fit_threshold=1.0, stop_when_fit=True),
+                  tuple(input_shape), num_classes)
+
+
+@functools.lru_cache(maxsize=8)
+def _trainer(config: TrainConfig, input_shape, num_classes: int) -> Trainer:
   return Trainer(config, input_shape, num_classes)
 
 
@@ -324,6 +347,10 @@ def fit(config: TrainConfig, data: TrainData, *, checkpoint_dir=None,
               per_seed_labels=data.per_seed_labels)
   to_host, unpad, placement = np.asarray, lambda tree: tree, None
   if mesh is not None:
+    if config.seed_chunk is not None:
+      raise ValueError(f"seed_chunk={config.seed_chunk} is for one device; "
+                       "with a mesh leave it None (each device vmaps its own "
+                       "seeds).")
     from memjax import sharding  # pylint: disable=g-import-not-at-top
     placement = sharding.SeedPlacement(mesh, s)
     keys = placement.keys(config)

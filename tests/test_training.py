@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from memjax import data
+from memjax import sharding
 from memjax import training
 
 
@@ -52,9 +53,23 @@ class ManySeedTest(absltest.TestCase):
     self.assert_lanes_equal_separate_runs(config(dropout=0.2), digits())
 
   def test_vmapped_seeds_equal_separate_runs_with_batchnorm(self):
-    cfg = config(model="inception", num_seeds=2, max_epochs=1,
+    cfg = config(model="arpit_cnn", num_seeds=2, max_epochs=1,
                  learning_rate=0.01)
     self.assert_lanes_equal_separate_runs(cfg, digits(64, 32))
+
+  def test_seed_chunks_equal_one_vmap(self):
+    train_data = digits()
+    together = training.fit(config(num_seeds=5), train_data)
+    chunked = training.fit(config(num_seeds=5, seed_chunk=2), train_data)
+    for key in training.HISTORY_KEYS:
+      np.testing.assert_allclose(chunked.history[key], together.history[key],
+                                 rtol=1e-4, atol=1e-5, err_msg=key)
+    chex.assert_trees_all_close(chunked.state.params, together.state.params,
+                                rtol=1e-4, atol=1e-5)
+
+  def test_seed_chunk_with_a_mesh_is_refused(self):
+    with self.assertRaisesRegex(ValueError, "seed_chunk=2"):
+      training.fit(config(seed_chunk=2), digits(), mesh=sharding.make_mesh())
 
   def test_seeds_differ(self):
     result = training.fit(config(num_seeds=2, max_epochs=1), digits())
