@@ -28,7 +28,8 @@ slowly; the distance keeps falling), with a component outside the data span at
 float32 rounding level (~1e-6); SGD from a random init stays ~60% away. RBF
 training error 0, test error 2.0% on true labels and ~88% on random labels
 (whose solution norm is ~3.6x larger); Gabor features 1.2% test error with a
-larger norm (64 vs 48). About 1-2 minutes on an idle 2-core CPU.
+larger norm (64 vs 48). 88 s on an idle 2-core CPU
+(measured 2026-11-26).
 
 Full MNIST (60,000 x 60,000 kernel: 28.8 GB in float64, 14.4 GB in float32; the
 default --max_dense_gib sends it to float32 conjugate gradients, hours on a

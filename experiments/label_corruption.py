@@ -9,10 +9,17 @@ Command (embedded MNIST-5k, MLP 1x512, 3 seeds per level, levels 0, 0.2, ..., 1)
 
   python experiments/label_corruption.py
 
-Expected: every level fits 100% of the training set; test error rises from
-~5% at p=0 to ~90% at p=1; convergence time grows with p. About 3-6 minutes on
-a 2-core CPU. Paper scale: add --dataset=cifar10 --model=alexnet
---data_dir=DIR on a GPU/TPU.
+Expected (measured 2026-11-26): every level fits >= 99.9% of the training set
+on every seed; the test error rises steadily from 5.6% at p=0 through 12.3%,
+27.3%, 43.1%, 66.5% to 91.3% at p=1 (Fig. 1c reproduced). Convergence time
+does NOT keep growing with p on our data: any noise at all more than doubles
+the steps to fit (961 at p=0, 1,767-2,170 for every p >= 0.2: 1.8-2.3x), with
+no further trend (Spearman rho 0.03); AlexNet on a GPU shows the same shape
+(418 steps at p=0, 1,720-1,937 for p >= 0.2). The paper's CIFAR10 curve rises
+steadily; on 4,000 digits memorizing 800 noisy labels against a strong pattern
+takes about as long as memorizing 4,000 random ones. 82 s on an idle 2-core
+CPU. Paper scale: add --dataset=cifar10 --model=alexnet --data_dir=DIR on a
+GPU/TPU.
 
 Outputs in --workdir: results.json (summary keyed corrupt_0.0 ... corrupt_1.0),
 label_corruption.png (relative convergence time and test error vs p),
@@ -37,17 +44,7 @@ FLAGS = flags.FLAGS
 
 
 def level_names(levels) -> list[str]:
-  values = []
-  for level in levels:
-    try:
-      p = float(level)
-    except ValueError:
-      raise ValueError(f"--levels must be numbers in [0, 1], got {level!r}."
-                       ) from None
-    if not 0.0 <= p <= 1.0:
-      raise ValueError(f"--levels must be in [0, 1], got {p}.")
-    values.append(p)
-  return [f"corrupt_{p!r}" for p in sorted(set(values))]
+  return [f"corrupt_{p!r}" for p in cli.fractions("levels", levels)]
 
 
 def claims(levels, summary, num_classes) -> list[reporting.Claim]:
@@ -100,6 +97,11 @@ def main(argv):
   num_classes = next(iter(results.values())).num_classes
   verdicts = claims(levels, summary, num_classes)
   print(reporting.format_claims(verdicts))
+  noisy = [s["slowdown"] for p, s in zip(levels, summary.values()) if p > 0]
+  if levels[0] == 0.0 and noisy and None not in noisy:
+    print(f"Note: relative to p=0, every noisy level took {min(noisy):.2f}x to "
+          f"{max(noisy):.2f}x the steps to fit; read the trend claim against "
+          "this spread (the paper's CIFAR10 curve rises steadily with p).")
   test_error = {n: 1 - r.fit.history["test_acc"][-1] for n, r in results.items()}
   slowdown = [s["slowdown"] for s in summary.values()]
   figure = reporting.plot_panels(f"{FLAGS.workdir}/label_corruption.png", [

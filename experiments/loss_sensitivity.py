@@ -35,8 +35,8 @@ maximum is on the diagonal in 29 of 30 rows (3 seeds x 10) for real data, so
 the strict "every row" claim is reported NOT REPRODUCED; real data has the
 SMALLER mean off-diagonal share (0.29 vs randX 0.43, randY 0.79) but much more
 unequal off-diagonal entries (coefficient of variation 0.60 vs 0.25 and 0.18:
-3-5, 4-9, 7-9, 3-8 stand out). About 50 CPU seconds (3-4 minutes of wall time
-on a shared 2-core CPU).
+3-5, 4-9, 7-9, 3-8 stand out). 46 s on an idle 2-core CPU (measured
+2026-11-26).
 
 Outputs in --workdir: results.json (summary keyed by condition with ``gini``,
 ``gini_direct``; per-epoch curves and g_ij in ``runs``), sensitivity.npz

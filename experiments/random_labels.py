@@ -8,21 +8,28 @@ fit faster than random labels; test accuracy falls to chance (10%) for random
 labels and Gaussian inputs, while shuffled pixels keep some generalization.
 
 Command (embedded MNIST-5k: 4,000 train / 1,000 test real digits, MLP 1x512,
-3 seeds trained at once):
+5 seeds trained at once, at most 300 epochs):
 
   python experiments/random_labels.py
 
-Expected: every condition fits 100% of the training set on every seed; test
-accuracy ~95% for true labels, ~10% for random labels and Gaussian inputs,
-above chance for random pixels (a per-image permutation keeps each image's
-histogram of ink, which still says something about the digit). About 3-5
-minutes on a 2-core CPU.
+Expected (measured 2026-11-26): every condition fits >= 99.9% of the training
+set on every seed; test accuracy 94.5% for true labels, 94.8% for shuffled
+pixels, 9.5% for random labels, 9.8% for Gaussian inputs and 10.6% for random
+pixels (at chance: a per-image permutation keeps only each image's ink
+histogram, which this MLP does not exploit); random labels take 1.87x the
+steps of true labels (1,798 vs 961), random pixels and Gaussian inputs 0.35x.
+58 s on an idle 2-core CPU (6 min 40 s when six other jobs shared the cores),
+15 s on one H200 GPU.
 
 Paper scale (GPU/TPU; CIFAR10 prepared with `tfds build cifar10
 --file_format=array_record`):
 
   python experiments/random_labels.py --dataset=cifar10 --model=alexnet \
       --data_dir=~/tensorflow_datasets --max_epochs=1000
+
+On MNIST-5k with AlexNet (H200, 2 seeds, 100 epochs, 32 s): true labels 98.2%
+test accuracy, random labels fit in 4.6x the steps of true labels at 10.0%
+test accuracy, Gaussian inputs reached 99.5-100% training accuracy.
 
 Outputs in --workdir: results.json (load the summary with
 ``memjax.reporting.summary_frame``), training_loss.png (Fig. 1a: training loss
@@ -66,8 +73,8 @@ def claims(summary: dict, num_classes: int) -> list[reporting.Claim]:
   if true and "random_labels" in summary:
     slow = summary["random_labels"]["slowdown"]
     out.append(reporting.Claim(
-        "random labels take only a small constant factor longer to fit than "
-        "true labels (paper: ~1.5-3.5x)",
+        "random labels take only a small constant factor (1-5x) longer to "
+        "fit than true labels (paper, CIFAR10: ~1.5-3.5x)",
         slow is not None and 1.0 <= slow <= 5.0,
         f"{slow:.2f}x" if slow is not None else "not every seed fit"))
   for name in ("random_pixels", "gaussian"):
@@ -88,6 +95,21 @@ def claims(summary: dict, num_classes: int) -> list[reporting.Claim]:
   return out
 
 
+def random_pixels_note(test_acc: float, num_classes: int) -> str:
+  """What the random-pixel test accuracy means on the data at hand."""
+  chance = 1.0 / num_classes
+  kept = ("A per-image permutation destroys all spatial structure but keeps "
+          "each image's pixel histogram (on digits: how much ink a digit has).")
+  if abs(test_acc - chance) <= 0.03:
+    return (f"Note: random pixels test accuracy {test_acc:.1%} is at chance. "
+            f"{kept} The network memorized the training images instead of "
+            "using that weak class signal.")
+  return (f"Note: random pixels test accuracy {test_acc:.1%} is "
+          f"{'above' if test_acc > chance else 'below'} chance "
+          f"({chance:.0%}). {kept} The histogram still carries some class "
+          "signal, which the network picked up.")
+
+
 def main(argv):
   del argv
   config = cli.study_config(FLAGS, FLAGS.conditions)
@@ -104,8 +126,7 @@ def main(argv):
   verdicts = claims(summary, num_classes)
   print(reporting.format_claims(verdicts))
   if "random_pixels" in summary:
-    print("Note: random pixels keep each image's pixel histogram (how much ink "
-          "a digit has), so on digits their test accuracy can sit above chance.")
+    print(random_pixels_note(summary["random_pixels"]["test_acc"], num_classes))
   curves = {n: (r.fit.history["step"][:, 0], r.fit.history["train_loss"])
             for n, r in results.items()}
   figure = reporting.plot_curves(

@@ -19,8 +19,8 @@ Expected (measured with the default command): randY converges to a much
 sharper minimum than real data (largest eigenvalue ~39 vs ~11, epsilon-
 sharpness ~176 vs ~40), but randX to a flatter one (~2.5; epsilon-sharpness
 ~4): memorizing Gaussian inputs, which are far apart and easy to separate, is
-flat on our data, so the claim holds for randY only. About 25 s of CPU time
-(2 cores); under 2 minutes wall-clock on a shared machine. Note that "at
+flat on our data, so the claim holds for randY only. 20 s on an idle 2-core
+CPU (measured 2026-11-26). Note that "at
 convergence" means at the first epoch where every seed of the condition fits,
 so the conditions stop at different training lengths (reported as
 ``epochs``).
