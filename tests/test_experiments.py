@@ -68,6 +68,24 @@ class ExperimentTest(parameterized.TestCase):
         run("random_labels", workdir, "--seeds=1", "--overwrite",
             "--conditions=true_labels").returncode, 0)
 
+  def test_shard_seeds_gives_the_same_results(self):
+    # conftest gives every process 4 fake CPU devices; --smoke's 2 seeds are
+    # padded to 4 lanes on the mesh and the padding is dropped.
+    args = ("--conditions=true_labels,gaussian",)
+    one, sharded = self.workdir(), self.workdir()
+    self.assertEqual(run("random_labels", one, *args).returncode, 0)
+    proc = run("random_labels", sharded, *args, "--shard_seeds")
+    self.assertEqual(proc.returncode, 0, proc.stderr)
+    a, b = self.results(one), self.results(sharded)
+    self.assertTrue(b["config"]["shard_seeds"])
+    for name in a["summary"]:
+      for key in ("train_acc", "test_acc"):
+        self.assertAlmostEqual(a["summary"][name][key],
+                               b["summary"][name][key], places=4)
+      self.assertEqual(a["summary"][name]["seeds"], 2)
+      self.assertEqual(b["summary"][name]["seeds"], 2)
+      self.assertLen(b["runs"][name], 2)
+
   @parameterized.parameters("alexnet", "inception")
   def test_conv_models_run_the_same_experiment(self, model):
     # 8x8 digits: XLA:CPU needs minutes for one inception step on 28x28 MNIST.
