@@ -88,19 +88,17 @@ def main(argv):
   keys = training.seed_keys(config)
   n = x.shape[0]
   train_index = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (FLAGS.seeds, n))
-  vmapped = training.Trainer(config, dataset.input_shape, dataset.num_classes)
-  single = training.Trainer(
-      training.TrainConfig(**{**config.__dict__, "num_seeds": 1,
-                              "seed_chunk": None}),
-      dataset.input_shape, dataset.num_classes)
+  # One Trainer for both: a one-seed call takes the plain-vmap path and
+  # compiles for its own shapes on the first sequential call.
+  trainer = training.Trainer(config, dataset.input_shape, dataset.num_classes)
   chunks = (f", vmapped in chunks of {FLAGS.seed_chunk}" if FLAGS.seed_chunk
             else "")
   print(f"{FLAGS.seeds} seeds x 1 epoch of {FLAGS.model} on {n} examples "
         f"(batch {FLAGS.batch_size}), {jax.device_count()} {jax.default_backend()} "
         f"device(s){chunks}")
   results, times = {}, {}
-  for name, fn, trainer in (("vmapped", study_vmapped, vmapped),
-                            ("sequential", study_sequential, single)):
+  for name, fn in (("vmapped", study_vmapped),
+                   ("sequential", study_sequential)):
     for run in ("cold", "warm"):
       results[name], wall, cpu = timed(fn, trainer, keys, x, y, train_index)
       times[name, run] = wall

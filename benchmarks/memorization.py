@@ -40,7 +40,6 @@ Both ways train the same subsets; per-example correctness agrees on 99.999%
 from __future__ import annotations
 
 import json
-import time
 
 from absl import app
 from absl import flags
@@ -67,12 +66,6 @@ flags.DEFINE_string("output", None, "Also write the results to this JSON file.")
 FLAGS = flags.FLAGS
 
 
-def timed(fn):
-  start, cpu = time.perf_counter(), time.process_time()
-  result = fn()
-  return result, time.perf_counter() - start, time.process_time() - cpu
-
-
 def main(argv):
   del argv
   dataset = data_lib.load(data_lib.DataConfig(train_size=FLAGS.train_size,
@@ -94,10 +87,12 @@ def main(argv):
     config = memorization.EstimateConfig(train, num_runs=FLAGS.runs,
                                          ratios=(FLAGS.ratio,),
                                          chunk_size=chunk)
-    # Warm-up: compiles the chunk function for this chunk size.
-    memorization.SubsetTrainer(config, data).run_chunk(0, np.arange(chunk))
-    results[name], wall, cpu = timed(
-        lambda c=config: memorization.estimate_runs(c, data))
+    # Warm-up: compiles the chunk function for every chunk size it will see.
+    warm_up = memorization.SubsetTrainer(config, data)
+    for size in {chunk, FLAGS.runs % chunk} - {0}:
+      warm_up.run_chunk(0, np.arange(size))
+    results[name] = memorization.estimate_runs(config, data)
+    wall, cpu = results[name].seconds, results[name].cpu_seconds
     report[name] = {"chunk": chunk, "wall_seconds": wall, "cpu_seconds": cpu,
                     "runs_per_second": FLAGS.runs / wall,
                     "runs_per_cpu_second": FLAGS.runs / cpu}

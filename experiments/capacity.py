@@ -31,6 +31,7 @@ validation accuracy vs hidden units, one line per level, randX and randY
 panels), checkpoints per hidden size. Re-running resumes.
 """
 
+import dataclasses
 import os
 
 from absl import flags
@@ -82,9 +83,9 @@ def train_sweep(config, dataset, names, hidden_sizes, seeds, workdir,
                                     randomization_seed=randomization_seed)
   best = {n: np.zeros((len(hidden_sizes), seeds)) for n in names}
   for h_index, hidden in enumerate(hidden_sizes):
-    cell = training.TrainConfig(**{**config.__dict__, "model": f"mlp2x{hidden}",
-                                   "num_seeds": len(names) * seeds,
-                                   "stop_when_fit": False})
+    cell = dataclasses.replace(config, model=f"mlp2x{hidden}",
+                               num_seeds=len(names) * seeds,
+                               stop_when_fit=False)
     fit = training.fit(cell, data,
                        checkpoint_dir=os.path.join(workdir, f"h{hidden}"),
                        progress=f"mlp2x{hidden}" if progress else None)
@@ -174,8 +175,7 @@ def main(argv):
   runs = {n: [{"seed": config.seed + c * seeds + i, "hidden_sizes": hidden_sizes,
                "best_val_acc": best[n][:, i]} for i in range(seeds)]
           for c, n in enumerate(names)}
-  path = reporting.write_results(FLAGS.workdir, "capacity",
-                                 cli.run_config(FLAGS), runs, summary, verdicts)
+  path = cli.write_results(FLAGS, "capacity", runs, summary, verdicts)
   print(f"Wrote {path} and {figure}")
 
 

@@ -32,6 +32,7 @@ Outputs in --workdir: results.json (summary keyed real, randX, randY with
 cell. Re-running resumes.
 """
 
+import dataclasses
 import os
 
 from absl import flags
@@ -67,16 +68,12 @@ SMOKE = dict(hidden_sizes=[8], train_sizes=[64], capacity_train_size=64,
 
 
 
-def train_cell(config, data_config, names, seeds, hidden, size, workdir,
-               randomization_seed, progress):
-  """(conditions, seeds) epochs to 100% train accuracy (NaN: did not fit)."""
-  dataset = data_lib.load(data_lib.DataConfig(**{**data_config.__dict__,
-                                                 "train_size": size}))
-  data, _ = studies.condition_lanes(dataset, names, seeds,
-                                    randomization_seed=randomization_seed)
-  cell = training.TrainConfig(**{**config.__dict__, "model": f"mlp2x{hidden}",
-                                 "num_seeds": len(names) * seeds,
-                                 "fit_threshold": 1.0, "stop_when_fit": True})
+def train_cell(config, data, names, seeds, hidden, size, workdir, progress):
+  """(conditions, seeds) epochs to 100% train accuracy (NaN: did not fit) on
+  the lanes ``data`` of ``size`` training examples."""
+  cell = dataclasses.replace(config, model=f"mlp2x{hidden}",
+                             num_seeds=len(names) * seeds, fit_threshold=1.0,
+                             stop_when_fit=True)
   label = f"h{hidden}_n{size}"
   fit = training.fit(cell, data, checkpoint_dir=os.path.join(workdir, label),
                      progress=label if progress else None)
@@ -165,17 +162,22 @@ def main(argv):
   data_config, config = cli.configs(
       FLAGS, smoke_data=dict(test_size=cli.SMOKE_DATA["test_size"]),
       smoke_train=dict(cli.SMOKE_TRAIN, num_seeds=1))
-  for name in names:
-    studies.StudyConfig(data_config, config, conditions=(name,))
+  studies.StudyConfig(data_config, config, conditions=tuple(names))
   cli.prepare(FLAGS)
   seeds = config.num_seeds
+  lanes = {}  # training-set size -> every condition's lanes, built once
   cells = {}
   for hidden, size in ([(h, capacity_size) for h in hidden_sizes]
                        + [(size_hidden, n) for n in train_sizes]):
+    if size not in lanes:
+      dataset = data_lib.load(dataclasses.replace(data_config,
+                                                  train_size=size))
+      lanes[size], _ = studies.condition_lanes(
+          dataset, names, seeds, randomization_seed=FLAGS.randomization_seed)
     if (hidden, size) not in cells:  # cells shared by both sweeps train once
-      cells[hidden, size] = train_cell(
-          config, data_config, names, seeds, hidden, size, FLAGS.workdir,
-          FLAGS.randomization_seed, FLAGS.progress)
+      cells[hidden, size] = train_cell(config, lanes[size], names, seeds,
+                                       hidden, size, FLAGS.workdir,
+                                       FLAGS.progress)
   by_hidden = {h: cells[h, capacity_size] for h in hidden_sizes}
   by_size = {n: cells[size_hidden, n] for n in train_sizes}
   summary = summarize(names, hidden_sizes, train_sizes, by_hidden, by_size)
@@ -210,8 +212,7 @@ def main(argv):
                "epochs_to_fit": [by_hidden[h][c, i] for h in hidden_sizes],
                "epochs_to_fit_by_size": [by_size[m][c, i] for m in train_sizes]}
               for i in range(seeds)] for c, n in enumerate(names)}
-  path = reporting.write_results(FLAGS.workdir, "convergence_time",
-                                 cli.run_config(FLAGS), runs, summary, verdicts)
+  path = cli.write_results(FLAGS, "convergence_time", runs, summary, verdicts)
   print(f"Wrote {path} and {figure}")
 
 

@@ -37,6 +37,8 @@ Outputs in --workdir: results.json (summary keyed by condition with ``csr``,
 CSR, training CSR and accuracies vs epoch). Each run recomputes from scratch.
 """
 
+import dataclasses
+
 from absl import flags
 import jax
 import numpy as np
@@ -84,7 +86,8 @@ def train_with_csr(config, data, lass_config, csr_every, csr_examples,
   (0 = initialization), validation and training CSR (measures, lanes).
   """
   lanes = config.num_seeds
-  trainer = training.Trainer(config, data.input_shape, data.num_classes)
+  trainer = training.cached_trainer(config, data.input_shape,
+                                    data.num_classes)
   keys = training.seed_keys(config)
   state = trainer.init(keys)
   train_index = training.default_train_index(data, lanes)
@@ -111,7 +114,7 @@ def train_with_csr(config, data, lass_config, csr_every, csr_examples,
   for epoch in range(config.max_epochs):
     state, losses = trainer.train_epoch(state, keys, epoch, data.x_train,
                                         data.y_train, train_index, **axes)
-    training.check_finite(np.asarray(losses), config,
+    training.check_finite(losses, config,
                           first_step=epoch * losses.shape[1])
     _, train_correct = trainer.evaluate(state, data.x_train, data.y_train,
                                         **axes)
@@ -205,25 +208,20 @@ def plot(path, names, seeds, curves, csr, title):
 
 def main(argv):
   del argv
-  data_overrides, train_overrides, csr_overrides = {}, {}, {}
-  if FLAGS.smoke:
-    data_overrides = dict(cli.SMOKE_DATA)
-    train_overrides = dict(SMOKE)
-    csr_overrides = dict(SMOKE_CSR)
   settings = {k: getattr(FLAGS, k) for k in ("csr_every", "csr_examples",
                                              "lass_iterations")}
-  settings.update(csr_overrides)
+  if FLAGS.smoke:
+    settings.update(SMOKE_CSR)
   for name, value in settings.items():
     if value < 1:
       raise ValueError(f"--{name} must be >= 1, got {value}.")
   names = list(dict.fromkeys(FLAGS.conditions))
-  data_config = cli.data_config(FLAGS, **data_overrides)
-  seeds = train_overrides.get("num_seeds", FLAGS.seeds)
-  config = cli.train_config(FLAGS, **{**train_overrides,
-                                      "num_seeds": seeds * len(names),
-                                      "stop_when_fit": False})
-  for name in names:
-    studies.StudyConfig(data_config, config, conditions=(name,))
+  data_config, per_condition = cli.configs(FLAGS, smoke_train=SMOKE,
+                                           stop_when_fit=False)
+  seeds = per_condition.num_seeds
+  # Every (condition, seed) is one lane of a single vmapped run.
+  config = dataclasses.replace(per_condition, num_seeds=seeds * len(names))
+  studies.StudyConfig(data_config, config, conditions=tuple(names))
   cli.prepare(FLAGS)
   dataset = data_lib.load(data_config)
   data, _ = studies.condition_lanes(dataset, names, seeds,
@@ -255,9 +253,8 @@ def main(argv):
               for i in range(seeds)] for c, n in enumerate(names)}
   summary_json = {n: {**s, "csr_epochs": csr["epoch"]}
                   for n, s in summary.items()}
-  path = reporting.write_results(FLAGS.workdir, "critical_samples",
-                                 cli.run_config(FLAGS), runs, summary_json,
-                                 verdicts)
+  path = cli.write_results(FLAGS, "critical_samples", runs, summary_json,
+                           verdicts)
   print(f"Wrote {path} and {figure}")
 
 

@@ -54,7 +54,6 @@ import numpy as np
 from memjax import cli
 from memjax import data as data_lib
 from memjax import per_example
-from memjax import randomization as rand_lib
 from memjax import reporting
 from memjax import studies
 from memjax import training
@@ -79,21 +78,17 @@ SMOKE_DATA = dict(train_size=200, test_size=64)
 SMOKE_SEEDS = 8
 
 
-def run_condition(dataset, name, train_config, progress):
+def run_condition(dataset, study, name, progress):
   """Trains every seed at once on one condition; returns (summary, rates)."""
-  randomized = rand_lib.apply(
-      dataset, rand_lib.from_name(name),
-      studies.condition_key(FLAGS.randomization_seed, name)).dataset
-  train_data = training.TrainData(randomized.x_train, randomized.y_train,
-                                  randomized.x_test, randomized.y_test,
-                                  randomized.num_classes)
+  train_data, _, _ = studies.randomize(dataset, study, name)
+  train_config = study.train
   start, cpu_start = time.perf_counter(), time.process_time()
   result = training.fit(train_config, train_data, record_examples=True,
                         progress=name if progress else None)
   seconds = time.perf_counter() - start
   cpu_seconds = time.process_time() - cpu_start
   diff = per_example.difficulty(result.history["train_correct"][-1],
-                                randomized.y_train)
+                                train_data.y_train)
   summary = {"difficulty_std": diff.std, "dispersion": diff.dispersion,
              "dispersion_pooled": diff.dispersion_pooled,
              "dispersion_null_std": diff.null_std,
@@ -102,7 +97,7 @@ def run_condition(dataset, name, train_config, progress):
              "test_acc": float(result.history["test_acc"][-1].mean()),
              "seeds": train_config.num_seeds, "epochs": result.epochs,
              "seconds": seconds, "cpu_seconds": cpu_seconds}
-  return summary, diff.rate, randomized.y_train
+  return summary, diff.rate, train_data.y_train
 
 
 def claims(summary: dict) -> list[reporting.Claim]:
@@ -163,14 +158,15 @@ def main(argv):
   data_config, train_config = cli.configs(
       FLAGS, smoke_data=SMOKE_DATA, smoke_train=dict(num_seeds=SMOKE_SEEDS),
       stop_when_fit=False)
-  for name in FLAGS.conditions:
-    rand_lib.from_name(name)
+  study = studies.StudyConfig(data_config, train_config,
+                              tuple(FLAGS.conditions),
+                              randomization_seed=FLAGS.randomization_seed)
   cli.prepare(FLAGS)
   dataset = data_lib.load(data_config)
   summary, rates, labels = {}, {}, {}
   for name in FLAGS.conditions:
     summary[name], rates[name], labels[name] = run_condition(
-        dataset, name, train_config, FLAGS.progress)
+        dataset, study, name, FLAGS.progress)
   rows = [{"condition": n, **s} for n, s in summary.items()]
   print(reporting.format_table(rows, [
       "condition", "train_acc", "mean_misclassification", "difficulty_std",
@@ -188,8 +184,7 @@ def main(argv):
                            rates, labels, train_config.num_seeds)
   runs = {n: {"misclassification_rate": r, "label": labels[n]}
           for n, r in rates.items()}
-  path = reporting.write_results(FLAGS.workdir, "easy_examples",
-                                 cli.run_config(FLAGS), runs, summary, verdicts)
+  path = cli.write_results(FLAGS, "easy_examples", runs, summary, verdicts)
   print(f"Wrote {path} and {figure}")
 
 

@@ -35,6 +35,7 @@ condition), scores.png (score histograms, clean vs corrupted).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from absl import flags
@@ -43,7 +44,6 @@ import numpy as np
 from memjax import cli
 from memjax import data as data_lib
 from memjax import per_example
-from memjax import randomization as rand_lib
 from memjax import reporting
 from memjax import studies
 from memjax import training
@@ -84,21 +84,17 @@ def roc_auc(score, positive):
 
 def compute_scores(train_config, score_epoch, train_data, microbatch, progress):
   """Per-seed (S, n) scores and per-example forgetting statistics."""
-  early_config = training.TrainConfig(**{**train_config.__dict__,
-                                         "max_epochs": score_epoch,
-                                         "stop_when_fit": False})
+  early_config = dataclasses.replace(train_config, max_epochs=score_epoch)
   early = training.fit(early_config, train_data,
                        progress="early" if progress else None)
-  trainer = training.Trainer(early_config, train_data.input_shape,
-                             train_data.num_classes)
+  trainer = training.cached_trainer(early_config, train_data.input_shape,
+                                    train_data.num_classes)
   x, y = train_data.x_train, train_data.y_train
   logit_scores = per_example.over_seeds(per_example.logit_scores, trainer,
                                         early.state, x, y)
   grand = per_example.over_seeds(per_example.grand, trainer, early.state, x, y,
                                  microbatch=microbatch)
-  full_config = training.TrainConfig(**{**train_config.__dict__,
-                                        "stop_when_fit": False})
-  full = training.fit(full_config, train_data, record_examples=True,
+  full = training.fit(train_config, train_data, record_examples=True,
                       progress="full" if progress else None)
   forgetting = per_example.forgetting(full.history["train_correct"])
   per_seed = {"el2n": np.asarray(logit_scores["el2n"]),
@@ -139,9 +135,12 @@ def main(argv):
   score_epoch = FLAGS.score_epoch
   if FLAGS.smoke:
     score_epoch = SMOKE_SCORE_EPOCH
-  data_config, train_config = cli.configs(FLAGS, SMOKE_DATA, SMOKE_TRAIN)
-  randomization = rand_lib.from_name(FLAGS.noise, FLAGS.label_noise)
-  if randomization.kind != "corrupt_labels":
+  data_config, train_config = cli.configs(FLAGS, SMOKE_DATA, SMOKE_TRAIN,
+                                          stop_when_fit=False)
+  study = studies.StudyConfig(data_config, train_config, (FLAGS.noise,),
+                              label_noise=FLAGS.label_noise,
+                              randomization_seed=FLAGS.randomization_seed)
+  if study.randomization(FLAGS.noise).kind != "corrupt_labels":
     raise ValueError(f"--noise must be label noise (corrupt_<p> or randY_<p>), "
                      f"got {FLAGS.noise!r}.")
   if not 1 <= score_epoch <= train_config.max_epochs:
@@ -151,15 +150,10 @@ def main(argv):
     raise ValueError(f"--microbatch must be >= 1, got {FLAGS.microbatch}.")
   cli.prepare(FLAGS)
   dataset = data_lib.load(data_config)
-  randomized = rand_lib.apply(dataset, randomization, studies.condition_key(
-      FLAGS.randomization_seed, FLAGS.noise))
-  d = randomized.dataset
-  train_data = training.TrainData(d.x_train, d.y_train, d.x_test, d.y_test,
-                                  d.num_classes)
+  train_data, corrupted, _ = studies.randomize(dataset, study, FLAGS.noise)
   per_seed, extra, history = compute_scores(
       train_config, score_epoch, train_data, FLAGS.microbatch, FLAGS.progress)
-  corrupted = randomized.train_mask
-  changed = d.y_train != dataset.y_train  # uniform noise may keep the class
+  changed = train_data.y_train != dataset.y_train  # uniform noise may keep the class
   scores = {name: values.mean(0) for name, values in per_seed.items()}
   aucs = {name: roc_auc(scores[name], changed) for name in SCORES}
   summary = {FLAGS.noise: {
@@ -187,7 +181,7 @@ def main(argv):
       f"AUC {aucs[name]:.3f}" if aucs[name] is not None else
       "no corrupted (or no clean) examples") for name in SCORES]
   print(reporting.format_claims(verdicts))
-  columns = {"index": np.arange(len(changed)), "label": d.y_train,
+  columns = {"index": np.arange(len(changed)), "label": train_data.y_train,
              "original_label": dataset.y_train, "corrupted": changed,
              **scores, **extra}
   import pandas as pd  # pylint: disable=g-import-not-at-top
@@ -198,10 +192,9 @@ def main(argv):
            selected_for_noise=corrupted)
   figure = plot_scores(os.path.join(FLAGS.workdir, "scores.png"), scores,
                        changed, aucs)
-  path = reporting.write_results(
-      FLAGS.workdir, "example_scores", cli.run_config(FLAGS),
-      {FLAGS.noise: {"train_acc": history["train_acc"],
-                     "test_acc": history["test_acc"]}}, summary, verdicts)
+  runs = {FLAGS.noise: {"train_acc": history["train_acc"],
+                        "test_acc": history["test_acc"]}}
+  path = cli.write_results(FLAGS, "example_scores", runs, summary, verdicts)
   print(f"Wrote {path}, {csv_path} and {figure}")
 
 

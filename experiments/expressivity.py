@@ -115,7 +115,8 @@ def main(argv):
   del argv
   data_config = cli.data_config(FLAGS,
                                 **(cli.SMOKE_DATA if FLAGS.smoke else {}))
-  sizes = SMOKE_SIZES if FLAGS.smoke else tuple(int(s) for s in FLAGS.sizes)
+  sizes = (SMOKE_SIZES if FLAGS.smoke
+           else tuple(cli.positive_ints("sizes", FLAGS.sizes)))
   if min(sizes) < 2:
     raise ValueError(f"--sizes must be integers >= 2, got {FLAGS.sizes}.")
   cli.prepare(FLAGS)
@@ -163,19 +164,18 @@ def main(argv):
   conditioning = reporting.plot_curves(
       f"{FLAGS.workdir}/conditioning.png",
       {"condition number of A (1-norm)":
-           (ns, np.array([[r["condition_number"]] for r in sweep])),
+           (ns, np.array([r["condition_number"] for r in sweep])),
        "1 / smallest eigenvalue min(z_i - b_i)":
-           (ns, np.array([[1 / r["min_eigenvalue"]] for r in sweep]))},
+           (ns, np.array([1 / r["min_eigenvalue"] for r in sweep]))},
       "n (Gaussian points)", "value", f"Theorem 1, d={FLAGS.gaussian_dim}",
       logy=True)
   errors = reporting.plot_curves(
       f"{FLAGS.workdir}/train_error.png",
-      {"float64": (ns, np.array([[r["train_error"]] for r in sweep])),
-       "float32": (ns, np.array([[r["train_error_float32"]] for r in sweep]))},
+      {"float64": (ns, np.array([r["train_error"] for r in sweep])),
+       "float32": (ns, np.array([r["train_error_float32"] for r in sweep]))},
       "n (Gaussian points)", "training error (random labels)",
       "Theorem 1 network: the same weights in two precisions")
-  path = reporting.write_results(FLAGS.workdir, "expressivity",
-                                 cli.run_config(FLAGS), sweep, summary, verdicts)
+  path = cli.write_results(FLAGS, "expressivity", sweep, summary, verdicts)
   print(f"Wrote {path}, {conditioning} and {errors}")
 
 

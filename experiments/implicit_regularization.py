@@ -28,8 +28,8 @@ slowly; the distance keeps falling), with a component outside the data span at
 float32 rounding level (~1e-6); SGD from a random init stays ~60% away. RBF
 training error 0, test error 2.0% on true labels and ~88% on random labels
 (whose solution norm is ~3.6x larger); Gabor features 1.2% test error with a
-larger norm (64 vs 48). 88 s on an idle 2-core CPU
-(measured 2026-11-26).
+larger norm (64 vs 48). 53 s on a 2-core CPU shared with a
+test run (measured 2026-11-26).
 
 Full MNIST (60,000 x 60,000 kernel: 28.8 GB in float64, 14.4 GB in float32; the
 default --max_dense_gib sends it to float32 conjugate gradients, hours on a
@@ -46,6 +46,7 @@ solution vs epoch).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import jax
@@ -54,6 +55,7 @@ from absl import flags
 
 from memjax import cli
 from memjax import data as data_lib
+from memjax import expressivity
 from memjax import kernels
 from memjax import reporting
 
@@ -79,10 +81,6 @@ FLAGS = flags.FLAGS
 SMOKE = dict(sgd_train_size=32, sgd_epochs=20, rff_features=100)
 
 
-def error(outputs, labels) -> float:
-  return float(np.mean(np.argmax(outputs, -1) != labels))
-
-
 def sgd_case(features, labels, test_features, test_labels, k,
              config: kernels.SGDConfig):
   """SGD vs the minimum-norm solution; returns (summary row, distance curve)."""
@@ -95,9 +93,9 @@ def sgd_case(features, labels, test_features, test_labels, k,
                / np.linalg.norm(min_norm))
   in_span = kernels.min_norm_weights(flat, flat.astype(np.float64) @ w)
   row = {"n": len(flat), "d": flat.shape[1], "params": w.size,
-         "train_error": error(flat @ w, labels),
-         "test_error": (error(test_features.reshape(len(test_features), -1) @ w,
-                              test_labels)
+         "train_error": expressivity.classification_error(flat @ w, labels),
+         "test_error": (expressivity.classification_error(
+             test_features.reshape(len(test_features), -1) @ w, test_labels)
                         if test_features is not None else None),
          "solution_norm": float(np.linalg.norm(w)),
          "min_norm": float(np.linalg.norm(min_norm)),
@@ -112,8 +110,10 @@ def kernel_case(config: kernels.KernelConfig, x_train, labels, x_test, y_test,
   model = kernels.fit(config, x_train, np.eye(k)[labels])
   n = len(x_train)
   return {"n": n, "d": int(np.prod(x_train.shape[1:])), "params": n * k,
-          "train_error": error(kernels.predict(model, x_train), labels),
-          "test_error": error(kernels.predict(model, x_test), y_test),
+          "train_error": expressivity.classification_error(
+              model.train_outputs, labels),
+          "test_error": expressivity.classification_error(
+              kernels.predict(model, x_test), y_test),
           "solution_norm": model.norm,
           "relative_residual": model.relative_residual, "solver": model.solver,
           "cg_iterations": model.iterations,
@@ -186,20 +186,20 @@ def main(argv):
                      f"({np.prod(dataset.input_shape)}) to interpolate.")
   solver = kernels.choose_solver(n, kernel_config)
   print(f"Kernel matrix {n} x {n}: {kernels.memory_bytes(n, solver) / 2**30:.2f}"
-        f" GiB in {'float32' if solver == 'cg' else 'float64'} ({solver}).")
-  keys = jax.random.split(jax.random.key(FLAGS.seed), 4)
-  random_labels = np.asarray(jax.random.randint(keys[0], (n,), 0, k))
+        f" GiB in {np.dtype(kernels.solver_dtype(solver)).name} ({solver}).")
+  label_key, gaussian_key, rff_key = jax.random.split(
+      jax.random.key(FLAGS.seed), 3)
+  random_labels = np.asarray(jax.random.randint(label_key, (n,), 0, k))
 
   summary, curves = {}, {}
   subset = data_lib.stratified_subset(dataset.y_train, values["sgd_train_size"],
                                       FLAGS.seed)
   x_sgd, y_sgd = dataset.x_train[subset], dataset.y_train[subset]
-  gaussian = np.asarray(jax.random.normal(keys[1], x_sgd.shape))
+  gaussian = np.asarray(jax.random.normal(gaussian_key, x_sgd.shape))
   gamma = kernels.default_gamma(x_sgd)
   rff = lambda x: kernels.random_fourier_features(x, values["rff_features"],
-                                                  gamma, keys[2])
-  random_init = kernels.SGDConfig(**{**sgd_config.__dict__,
-                                     "init_scale": FLAGS.init_scale})
+                                                  gamma, rff_key)
+  random_init = dataclasses.replace(sgd_config, init_scale=FLAGS.init_scale)
   sgd_cases = {
       "gaussian_linear_sgd": (gaussian, random_labels[subset], None, None,
                               sgd_config),
@@ -210,7 +210,7 @@ def main(argv):
                                  random_init)}
   for name, (x, y, x_test, y_test, config) in sgd_cases.items():
     summary[name], distances = sgd_case(x, y, x_test, y_test, k, config)
-    curves[name] = (np.arange(len(distances)), distances[:, None])
+    curves[name] = (np.arange(len(distances)), distances)
     print(f"{name}: distance to the minimum-norm solution "
           f"{summary[name]['sgd_vs_minnorm_distance']:.2e}")
 
@@ -243,12 +243,9 @@ def main(argv):
       f"{FLAGS.workdir}/sgd_distance.png", curves, "SGD epochs",
       "|w_sgd - w_min_norm| / |w_min_norm|",
       f"SGD vs minimum-norm solution, n={values['sgd_train_size']}", logy=True)
-  path = reporting.write_results(FLAGS.workdir, "implicit_regularization",
-                                 cli.run_config(FLAGS),
-                                 {"sgd_distance_per_epoch":
-                                      {name: c[1][:, 0] for name, c in
-                                       curves.items()}},
-                                 summary, verdicts)
+  runs = {"sgd_distance_per_epoch": {name: c[1] for name, c in curves.items()}}
+  path = cli.write_results(FLAGS, "implicit_regularization", runs, summary,
+                           verdicts)
   print(f"Wrote {path} and {figure}")
 
 

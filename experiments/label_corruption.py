@@ -43,10 +43,6 @@ flags.DEFINE_list("levels", ["0", "0.2", "0.4", "0.6", "0.8", "1.0"],
 FLAGS = flags.FLAGS
 
 
-def level_names(levels) -> list[str]:
-  return [f"corrupt_{p!r}" for p in cli.fractions("levels", levels)]
-
-
 def claims(levels, summary, num_classes) -> list[reporting.Claim]:
   error = np.array([1 - s["test_acc"] for s in summary.values()])
   steps = [s["steps_to_fit"] for s in summary.values()]
@@ -80,8 +76,8 @@ def claims(levels, summary, num_classes) -> list[reporting.Claim]:
 
 def main(argv):
   del argv
-  names = level_names(FLAGS.levels)
-  levels = [float(n.split("_")[1]) for n in names]
+  levels = cli.fractions("levels", FLAGS.levels)
+  names = [f"corrupt_{p!r}" for p in levels]
   config = cli.study_config(FLAGS, names)
   cli.prepare(FLAGS)
   results = studies.run(config, FLAGS.workdir, progress=FLAGS.progress,
@@ -116,9 +112,9 @@ def main(argv):
            levels, [test_error[n].mean() for n in names],
            [test_error[n].std() for n in names])}},
   ])
-  path = reporting.write_results(
-      FLAGS.workdir, "label_corruption", cli.run_config(FLAGS),
-      studies.per_seed_runs(results, config.train.seed), summary, verdicts)
+  path = cli.write_results(FLAGS, "label_corruption",
+                           studies.per_seed_runs(results, config.train.seed),
+                           summary, verdicts)
   print(f"Wrote {path} and {figure}")
 
 

@@ -57,7 +57,6 @@ from memjax import randomization as rand_lib
 from memjax import reporting
 from memjax import sensitivity
 from memjax import studies
-from memjax import training
 
 # Condition -> randomization applied to the data (nway relabels after it).
 CONDITIONS = {"real": "real", "randX": "randX", "randY": "randY",
@@ -178,17 +177,13 @@ def main(argv):
   cli.prepare(FLAGS)
   dataset = data_lib.load(data_config)
   summary, runs, curves, arrays, matrices = {}, {}, {}, {}, {}
-  trainers = {}  # one per class count, so that conditions share compilation
   for name in FLAGS.conditions:
     x, y, num_classes = condition_data(dataset, name)
-    if num_classes not in trainers:
-      trainers[num_classes] = training.Trainer(train_config, x.shape[1:],
-                                               num_classes)
     # A C x C matrix per window is cheap for 10 classes, not for n classes.
     config = sensitivity.SensitivityConfig(
         norm=FLAGS.norm, unroll=FLAGS.unroll,
         class_matrix=num_classes == dataset.num_classes)
-    result = sensitivity.track(trainers[num_classes], config, x, y,
+    result = sensitivity.track(train_config, config, x, y, num_classes,
                                train_config.max_epochs,
                                progress=name if FLAGS.progress else None)
     gini, gini_direct = result.gini("unrolled"), result.gini("direct")
@@ -231,8 +226,7 @@ def main(argv):
   if matrices:
     figures.append(plot_class_matrices(
         os.path.join(FLAGS.workdir, "class_matrix.png"), matrices))
-  path = reporting.write_results(FLAGS.workdir, "loss_sensitivity",
-                                 cli.run_config(FLAGS), runs, summary, verdicts)
+  path = cli.write_results(FLAGS, "loss_sensitivity", runs, summary, verdicts)
   print(f"Wrote {path} and {', '.join(figures)}")
 
 

@@ -90,26 +90,26 @@ FLAGS.set_default("learning_rate", 0.1)
 SMOKE_RUNS = dict(runs=8, seeds=4)
 
 
-def estimate_config(values) -> memorization.EstimateConfig:
+def configs(values):
+  """(DataConfig, EstimateConfig) of the flags; --smoke shrinks both."""
   try:
     ratios = tuple(float(r) for r in values.ratios)
   except ValueError:
     raise ValueError(f"--ratios={values.ratios} must be numbers in (0, 1).") \
         from None
+  # Runs are vmapped --seeds at a time; each run itself is one seed.
+  data_config, train = cli.configs(
+      values, smoke_train=dict(cli.SMOKE_TRAIN, num_seeds=1), num_seeds=1)
   runs, chunk = values.runs, values.seeds
-  train_overrides = {"num_seeds": 1}
   if values.smoke:
     runs, chunk = SMOKE_RUNS["runs"], SMOKE_RUNS["seeds"]
-    train_overrides.update(cli.SMOKE_TRAIN)
-  return memorization.EstimateConfig(
-      train=cli.train_config(values, **train_overrides), num_runs=runs,
-      ratios=ratios, chunk_size=chunk)
+  return data_config, memorization.EstimateConfig(
+      train=train, num_runs=runs, ratios=ratios, chunk_size=chunk)
 
 
-def load_data(values):
+def load_data(values, data_config):
   """(dataset, original training labels, corrupted mask)."""
-  overrides = dict(cli.SMOKE_DATA) if values.smoke else {}
-  dataset = data_lib.load(cli.data_config(values, **overrides))
+  dataset = data_lib.load(data_config)
   original = dataset.y_train
   if values.corruption > 0:
     noise = randomization.from_name(f"corrupt_{values.corruption}",
@@ -237,9 +237,9 @@ def claims(summary) -> list[reporting.Claim]:
 
 def main(argv):
   del argv
-  config = estimate_config(FLAGS)
+  data_config, config = configs(FLAGS)
   cli.prepare(FLAGS)
-  dataset, original, corrupted = load_data(FLAGS)
+  dataset, original, corrupted = load_data(FLAGS, data_config)
   data = training.TrainData(dataset.x_train, dataset.y_train, dataset.x_test,
                             dataset.y_test, dataset.num_classes)
   runs = memorization.estimate_runs(
@@ -282,13 +282,13 @@ def main(argv):
       plot_histogram(out("score_histogram.png"), mem.value, corrupted,
                      f"{dataset.name}, {config.train.model}, "
                      f"{first.num_runs} runs at ratio {config.ratios[0]}")]
-  per_ratio = {str(r): {"runs": int((runs.ratio == np.float32(r)).sum()),
-                        "test_acc": float(runs.test_correct[
-                            runs.ratio == np.float32(r)].mean())}
-               for r in config.ratios}
-  path = reporting.write_results(FLAGS.workdir, "memorization_scores",
-                                 cli.run_config(FLAGS), per_ratio, summary,
-                                 verdicts)
+  per_ratio = {}
+  for r in config.ratios:
+    at_r = runs.at_ratio(r)
+    per_ratio[str(r)] = {"runs": at_r.num_runs,
+                         "test_acc": float(at_r.test_correct.mean())}
+  path = cli.write_results(FLAGS, "memorization_scores", per_ratio, summary,
+                           verdicts)
   print(f"Wrote {path}, {csv}, {', '.join(figures)}")
 
 

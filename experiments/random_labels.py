@@ -134,9 +134,9 @@ def main(argv):
       "training loss (clean pass)",
       f"{config.data.name}, {config.train.model}, {config.train.num_seeds} seeds",
       logy=True)
-  path = reporting.write_results(
-      FLAGS.workdir, "random_labels", cli.run_config(FLAGS),
-      studies.per_seed_runs(results, config.train.seed), summary, verdicts)
+  path = cli.write_results(FLAGS, "random_labels",
+                           studies.per_seed_runs(results, config.train.seed),
+                           summary, verdicts)
   print(f"Wrote {path} and {figure}")
 
 

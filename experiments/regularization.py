@@ -69,6 +69,7 @@ resumes.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 
 from absl import flags
@@ -148,21 +149,12 @@ flags.DEFINE_integer("lass_iterations", 100,
 FLAGS = flags.FLAGS
 
 
-def base_configs(values):
-  """(DataConfig, TrainConfig) shared by every run; --smoke shrinks them."""
-  return cli.configs(values)
-
-
 def run_conditions(name, data_config, train_config, dataset, progress):
   """Both label conditions of one training setup, resumable under workdir."""
   study = studies.StudyConfig(data=data_config, train=train_config,
                               conditions=CONDITIONS)
   return studies.run(study, os.path.join(FLAGS.workdir, name),
                      progress=progress, dataset=dataset, mesh=cli.mesh(FLAGS))
-
-
-def row_summary(result: studies.ConditionResult) -> dict:
-  return studies.summarize({"row": result})["row"]
 
 
 # ---------------------------------------------------------------- table 1 ---
@@ -179,26 +171,24 @@ def table1(data_config, base, dataset):
   """Summary rows and per-row results of Zhang et al.'s Table 1 layout."""
   crop = crop_regularization(FLAGS, dataset)
   summary, results = {}, {}
-  for model in FLAGS.models:
-    for use_crop in (True, False):
-      for use_wd in (True, False):
-        train = dataclasses.replace(
-            base, model=model,
-            weight_decay=FLAGS.weight_decay if use_wd else 0.0,
-            regularization=crop if use_crop else regularizers.Regularization())
-        name = f"{model}/crop_{'yes' if use_crop else 'no'}_wd_" + (
-            "yes" if use_wd else "no")
-        out = run_conditions(name, data_config, train, dataset,
-                             FLAGS.progress)
-        for condition, result in out.items():
-          key = (model, use_crop, use_wd, condition)
-          row = {"model": model, "labels": condition, "crop": use_crop,
-                 "weight_decay": train.weight_decay, **row_summary(result)}
-          if dataset.name == "cifar10" and key in PAPER_TABLE1:
-            row["paper_train_acc"], row["paper_test_acc"] = (
-                v / 100 for v in PAPER_TABLE1[key])
-          summary[f"{name}/{condition}"] = row
-          results[f"{name}/{condition}"] = result
+  for model, use_crop, use_wd in itertools.product(
+      FLAGS.models, (True, False), (True, False)):
+    train = dataclasses.replace(
+        base, model=model, weight_decay=FLAGS.weight_decay if use_wd else 0.0,
+        regularization=crop if use_crop else regularizers.Regularization())
+    name = f"{model}/crop_{'yes' if use_crop else 'no'}_wd_" + (
+        "yes" if use_wd else "no")
+    out = run_conditions(name, data_config, train, dataset, FLAGS.progress)
+    rows = studies.summarize(out)
+    for condition, result in out.items():
+      key = (model, use_crop, use_wd, condition)
+      row = {"model": model, "labels": condition, "crop": use_crop,
+             "weight_decay": train.weight_decay, **rows[condition]}
+      if dataset.name == "cifar10" and key in PAPER_TABLE1:
+        row["paper_train_acc"], row["paper_test_acc"] = (
+            v / 100 for v in PAPER_TABLE1[key])
+      summary[f"{name}/{condition}"] = row
+      results[f"{name}/{condition}"] = result
   return summary, results
 
 
@@ -298,7 +288,8 @@ def sweep(data_config, base, dataset):
       trained[train] = run_conditions(name, data_config, train, dataset,
                                       FLAGS.progress)
     out = trained[train]
-    real, rand = (row_summary(out[c]) for c in CONDITIONS)
+    rows = studies.summarize(out)
+    real, rand = (rows[c] for c in CONDITIONS)
     summary[f"{reg}={strength:g}"] = {
         "regularizer": reg, "strength": strength,
         "train_acc": rand["train_acc"], "train_acc_min": rand["train_acc_min"],
@@ -392,7 +383,7 @@ def main(argv):
   del argv
   if not FLAGS["workdir"].present:  # each mode has its own default workdir
     FLAGS.workdir = f"runs/regularization_{FLAGS.mode}"
-  data_config, base = base_configs(FLAGS)
+  data_config, base = cli.configs(FLAGS)
   # Refuse bad settings before claiming the workdir or training anything.
   if FLAGS.mode == "table1":
     for model in FLAGS.models:
@@ -436,10 +427,9 @@ def main(argv):
            "labels)" if FLAGS.mode == "sweep" else ""))
   print(reporting.format_table(list(summary.values()), columns))
   print(reporting.format_claims(verdicts))
-  runs = {name: studies.per_seed_runs({"run": r}, base.seed)["run"]
-          for name, r in results.items()}
-  path = reporting.write_results(FLAGS.workdir, f"regularization_{FLAGS.mode}",
-                                 cli.run_config(FLAGS), runs, summary, verdicts)
+  path = cli.write_results(FLAGS, f"regularization_{FLAGS.mode}",
+                           studies.per_seed_runs(results, base.seed), summary,
+                           verdicts)
   print(f"Wrote {path} and {figure}")
 
 

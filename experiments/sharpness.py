@@ -63,8 +63,8 @@ SMOKE_SHARPNESS = dict(num_iterations=4, top_k=2, ascent_steps=2)
 
 def measure(config, dataset, results, sharpness_config):
   """Per condition: eigenvalues (S, k), epsilon-sharpness (S,), loss (S,)."""
-  trainer = training.Trainer(config.train, dataset.input_shape,
-                             dataset.num_classes)
+  trainer = training.cached_trainer(config.train, dataset.input_shape,
+                                    dataset.num_classes)
   out = {}
   for c, (name, result) in enumerate(results.items()):
     data, _, _ = studies.randomize(dataset, config, name)
@@ -151,8 +151,7 @@ def main(argv):
     for i, run in enumerate(seed_runs):
       run.update(eigenvalues=measured[name]["eigenvalues"][i],
                  epsilon_sharpness=measured[name]["epsilon_sharpness"][i])
-  path = reporting.write_results(FLAGS.workdir, "sharpness",
-                                 cli.run_config(FLAGS), runs, summary, verdicts)
+  path = cli.write_results(FLAGS, "sharpness", runs, summary, verdicts)
   print(f"Wrote {path} and {figure}")
 
 

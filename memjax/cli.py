@@ -17,6 +17,7 @@ from absl import flags
 
 from memjax import checkpointing
 from memjax import data as data_lib
+from memjax import reporting
 from memjax import studies
 from memjax import training
 
@@ -111,28 +112,28 @@ def configs(values, smoke_data=None, smoke_train=None, **train_overrides):
           train_config(values, **train_overrides))
 
 
+def _sorted_values(name: str, values, convert, valid, what: str) -> list:
+  """The sorted distinct ``convert``-ed items of list flag --name, or an error
+  naming the flag and the values when one does not convert or is not valid."""
+  try:
+    parsed = sorted({convert(v) for v in values})
+  except ValueError:
+    parsed = []
+  if not parsed or not all(valid(v) for v in parsed):
+    raise ValueError(f"--{name} must be {what}, got {values}.")
+  return parsed
+
+
 def positive_ints(name: str, values) -> list[int]:
   """The sorted distinct integers of list flag --name, all >= 1."""
-  try:
-    ints = sorted({int(v) for v in values})
-  except ValueError:
-    raise ValueError(f"--{name} must be positive integers, got {values}."
-                     ) from None
-  if not ints or ints[0] < 1:
-    raise ValueError(f"--{name} must be positive integers, got {values}.")
-  return ints
+  return _sorted_values(name, values, int, lambda v: v >= 1,
+                        "positive integers")
 
 
 def fractions(name: str, values) -> list[float]:
   """The sorted distinct numbers of list flag --name, all in [0, 1]."""
-  try:
-    levels = sorted({float(v) for v in values})
-  except ValueError:
-    raise ValueError(f"--{name} must be numbers in [0, 1], got {values}."
-                     ) from None
-  if not levels or not 0.0 <= levels[0] <= levels[-1] <= 1.0:
-    raise ValueError(f"--{name} must be numbers in [0, 1], got {values}.")
-  return levels
+  return _sorted_values(name, values, float, lambda v: 0.0 <= v <= 1.0,
+                        "numbers in [0, 1]")
 
 
 def study_config(values, conditions) -> studies.StudyConfig:
@@ -184,6 +185,12 @@ def run_config(values) -> dict:
       if flag.name not in NOT_IN_RUN_CONFIG:
         config[flag.name] = flag.value
   return dict(sorted(config.items()))
+
+
+def write_results(values, experiment: str, runs, summary, verdicts) -> str:
+  """``reporting.write_results`` into --workdir, with every flag as config."""
+  return reporting.write_results(values.workdir, experiment, run_config(values),
+                                 runs, summary, verdicts)
 
 
 def prepare(values) -> None:

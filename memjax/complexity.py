@@ -144,23 +144,15 @@ def lass(apply_fn: Callable[[jax.Array], jax.Array], x: jax.Array,
   that trains on the adversarial points) or wrap it in ``jax.jit``.
   """
   x = jnp.asarray(x)
-  index = jnp.arange(x.shape[0])
 
-  def search_chunk(chunk):
-    xs, ids = chunk
+  def search_chunk(ids):
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(ids)
     critical, points, iterations = jax.vmap(
-        lambda xi, ki: _search_one(apply_fn, xi, ki, config))(xs, keys)
+        lambda xi, ki: _search_one(apply_fn, xi, ki, config))(x[ids], keys)
     return LassResult(critical, points, iterations)
 
-  chunk = min(config.chunk_size, x.shape[0])
-  chunks = -(-x.shape[0] // chunk)
-  pad = chunks * chunk - x.shape[0]
-  xp = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
-  ip = jnp.pad(index, (0, pad))
-  out = jax.lax.map(search_chunk, (xp.reshape((chunks, chunk) + x.shape[1:]),
-                                   ip.reshape(chunks, chunk)))
-  return jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:])[:x.shape[0]], out)
+  return training.batched(search_chunk, jnp.arange(x.shape[0]),
+                          config.chunk_size)
 
 
 def critical_sample_ratio(apply_fn: Callable[[jax.Array], jax.Array],

@@ -81,11 +81,17 @@ class KernelModel:
   relative_residual: float  # |K alpha - y|_F / |y|_F
   iterations: int | None  # cg only
   matrix_bytes: int  # memory of the matrix the solve held
+  train_outputs: np.ndarray  # (n, k) K alpha: the fit on the training set
+
+
+def solver_dtype(solver: str):
+  """cg works in float32 (to fit larger n); the dense solvers in float64."""
+  return np.float32 if solver == "cg" else np.float64
 
 
 def memory_bytes(n: int, solver: str) -> int:
-  """Memory of the n x n kernel matrix a solver holds (float64 or float32)."""
-  return n * n * (4 if solver == "cg" else 8)
+  """Memory of the n x n kernel matrix a solver holds."""
+  return n * n * np.dtype(solver_dtype(solver)).itemsize
 
 
 def choose_solver(n: int, config: KernelConfig) -> str:
@@ -101,11 +107,10 @@ def default_gamma(x: np.ndarray) -> float:
   return float(1.0 / (x.shape[1] * x.var()))
 
 
-def kernel_matrix(x1, x2, kernel: str, gamma: float | None = None,
-                  dtype=np.float64, block_size: int = 2048) -> np.ndarray:
-  """k(x1_i, x2_j) in ``dtype``, built ``block_size`` rows at a time."""
+def _kernel_blocks(x1, x2, kernel: str, gamma: float | None, dtype,
+                   block_size: int):
+  """(start, k(x1[start:start + block_size], x2)) for every block of rows."""
   x1, x2 = _flat(x1).astype(dtype), _flat(x2).astype(dtype)
-  out = np.empty((len(x1), len(x2)), dtype)
   sq2 = np.sum(x2 * x2, axis=1)
   for start in range(0, len(x1), block_size):
     rows = x1[start:start + block_size]
@@ -113,6 +118,14 @@ def kernel_matrix(x1, x2, kernel: str, gamma: float | None = None,
     if kernel == "rbf":
       sq1 = np.sum(rows * rows, axis=1)[:, None]
       block = np.exp(-gamma * np.maximum(sq1 + sq2[None, :] - 2 * block, 0))
+    yield start, block
+
+
+def kernel_matrix(x1, x2, kernel: str, gamma: float | None = None,
+                  dtype=np.float64, block_size: int = 2048) -> np.ndarray:
+  """k(x1_i, x2_j) in ``dtype``, built ``block_size`` rows at a time."""
+  out = np.empty((len(x1), len(x2)), dtype)
+  for start, block in _kernel_blocks(x1, x2, kernel, gamma, dtype, block_size):
     out[start:start + block_size] = block
   return out
 
@@ -135,16 +148,19 @@ def fit(config: KernelConfig, x_train, targets) -> KernelModel:
     fitted = x64 @ (x64.T @ alpha)
     matrix_bytes = x64.nbytes + u.nbytes
   else:
-    dtype = np.float32 if solver == "cg" else np.float64
-    k_matrix = kernel_matrix(x_train, x_train, config.kernel, gamma, dtype,
-                             config.block_size)
+    k_matrix = kernel_matrix(x_train, x_train, config.kernel, gamma,
+                             solver_dtype(solver), config.block_size)
     matrix_bytes = k_matrix.nbytes
     if solver == "cg":
       alpha, iterations = conjugate_gradients(
           k_matrix, targets.astype(np.float32), config.cg_tol,
           config.cg_max_iters)
     elif solver == "cholesky":
-      alpha = _cholesky_solve(k_matrix, targets, config.kernel)
+      alpha = _cholesky_solve(
+          k_matrix, targets,
+          f"{config.kernel} kernel matrix of {len(k_matrix)} points",
+          "use solver 'pinv' for the minimum-norm least-squares solution "
+          f"(valid solvers: {', '.join(SOLVERS)}).")
     else:
       alpha = pseudo_inverse_solve(*np.linalg.eigh(k_matrix), targets)
     fitted = k_matrix @ alpha
@@ -153,30 +169,25 @@ def fit(config: KernelConfig, x_train, targets) -> KernelModel:
   return KernelModel(config=config, x_train=x_train, alpha=alpha, gamma=gamma,
                      solver=solver, norm=float(norm),
                      relative_residual=float(residual), iterations=iterations,
-                     matrix_bytes=matrix_bytes)
+                     matrix_bytes=matrix_bytes,
+                     train_outputs=np.asarray(fitted, np.float64))
 
 
-def _cholesky_solve(k_matrix, targets, kernel: str) -> np.ndarray:
+def _cholesky_solve(matrix, targets, what: str, advice: str) -> np.ndarray:
+  """matrix^-1 targets for a positive-definite ``matrix``; a singular one is
+  a ValueError naming ``what`` it is and ``advice``."""
   try:
-    return scipy.linalg.solve(k_matrix, targets, assume_a="pos")
+    return scipy.linalg.solve(matrix, targets, assume_a="pos")
   except np.linalg.LinAlgError as e:
-    raise ValueError(
-        f"The {kernel} kernel matrix of {len(k_matrix)} points is singular "
-        f"({e}); use solver 'pinv' for the minimum-norm least-squares "
-        f"solution (valid solvers: {', '.join(SOLVERS)}).") from e
+    raise ValueError(f"The {what} is singular ({e}); {advice}") from e
 
 
 def predict(model: KernelModel, x) -> np.ndarray:
   """(m, k) outputs, in blocks of test points."""
-  x = _flat(x)
-  dtype = model.alpha.dtype
-  outputs = []
-  for start in range(0, len(x), model.config.block_size):
-    block = kernel_matrix(x[start:start + model.config.block_size],
-                          model.x_train, model.config.kernel, model.gamma,
-                          dtype, model.config.block_size)
-    outputs.append(block @ model.alpha)
-  return np.concatenate(outputs).astype(np.float64)
+  blocks = _kernel_blocks(x, model.x_train, model.config.kernel, model.gamma,
+                          model.alpha.dtype, model.config.block_size)
+  return np.concatenate([block @ model.alpha
+                         for _, block in blocks]).astype(np.float64)
 
 
 def pseudo_inverse_solve(eigenvalues, eigenvectors, targets) -> np.ndarray:
@@ -283,14 +294,10 @@ def min_norm_weights(features, targets) -> np.ndarray:
   """
   features = _flat(features).astype(np.float64)
   targets = np.asarray(targets, np.float64).reshape(len(features), -1)
-  gram = features @ features.T
-  try:
-    alpha = scipy.linalg.solve(gram, targets, assume_a="pos")
-  except np.linalg.LinAlgError as e:
-    raise ValueError(f"The Gram matrix of {features.shape[0]} points in "
-                     f"{features.shape[1]} dimensions is singular ({e}); "
-                     "interpolation needs n <= d linearly independent "
-                     "points.") from e
+  alpha = _cholesky_solve(
+      features @ features.T, targets,
+      f"Gram matrix of {features.shape[0]} points in {features.shape[1]} "
+      "dimensions", "interpolation needs n <= d linearly independent points.")
   return features.T @ alpha
 
 

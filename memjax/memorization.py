@@ -46,6 +46,7 @@ import zlib
 import jax
 import jax.numpy as jnp
 import numpy as np
+import tqdm
 
 from memjax import training
 
@@ -135,15 +136,21 @@ class SubsetRuns:
                       self.cpu_seconds * keep.mean())
 
 
-@functools.lru_cache(maxsize=8)
 def chunk_function(train: training.TrainConfig, input_shape, num_classes: int):
   """Jitted (keys, train_index, x_train, y_train, x_test, y_test) -> (train
   correct (R, n), test correct (R, n_test), losses (R, steps)) of R runs.
 
-  Cached per training config and input shape, so every estimate (and every
-  chunk of one) with the same shapes reuses one compiled function.
+  Cached per Trainer (``training.cached_trainer``) and epoch count, so every
+  estimate (and every chunk of one) with the same shapes reuses one compiled
+  function, whatever its seed.
   """
-  trainer = training.cached_trainer(train, tuple(input_shape), num_classes)
+  return _chunk_function(
+      training.cached_trainer(train, tuple(input_shape), num_classes),
+      train.max_epochs)
+
+
+@functools.lru_cache(maxsize=8)
+def _chunk_function(trainer: training.Trainer, num_epochs: int):
 
   def train_chunk(keys, train_index, x_train, y_train, x_test, y_test):
     train_keys = jax.vmap(lambda k: jax.random.fold_in(k, _TRAIN))(keys)
@@ -153,7 +160,7 @@ def chunk_function(train: training.TrainConfig, input_shape, num_classes: int):
                                  y_train, train_index)
 
     state, losses = jax.lax.scan(epoch, trainer.init(train_keys),
-                                 jnp.arange(train.max_epochs))
+                                 jnp.arange(num_epochs))
     _, train_correct = trainer.evaluate(state, x_train, y_train)
     _, test_correct = trainer.evaluate(state, x_test, y_test)
     # losses: (epochs, R, steps) -> (R, epochs * steps) in step order.
@@ -185,11 +192,9 @@ class SubsetTrainer:
     d = self.data
     train_correct, test_correct, losses = self._train_chunk(
         keys, index, d.x_train, d.y_train, d.x_test, d.y_test)
-    losses = np.asarray(losses)
-    finite = np.isfinite(losses).all(axis=1)
-    if not finite.all():
-      lane = int(np.argmin(finite))
-      step = int(np.argmin(np.isfinite(losses[lane])))
+    bad = training.first_nonfinite(losses)
+    if bad is not None:
+      lane, step = bad
       raise FloatingPointError(
           f"Non-finite training loss in subset run {int(runs[lane])} at ratio "
           f"{self.config.ratios[ratio_index]} (seed {self.config.train.seed}) "
@@ -214,6 +219,10 @@ def fingerprint(config: EstimateConfig, data: training.TrainData) -> str:
   """Identifies the config and the data a chunk file was computed from."""
   checksums = {name: zlib.crc32(np.ascontiguousarray(getattr(data, name)))
                for name in ("x_train", "y_train", "x_test", "y_test")}
+  # seed_chunk changes how runs execute, not their results (cli's
+  # EXECUTION_FLAGS): a directory resumes under any value.
+  config = dataclasses.replace(
+      config, train=dataclasses.replace(config.train, seed_chunk=None))
   return json.dumps({"config": dataclasses.asdict(config),
                      "data": checksums}, sort_keys=True)
 
@@ -240,7 +249,6 @@ def estimate_runs(config: EstimateConfig, data: training.TrainData,
                   directory: str | None = None,
                   progress: str | None = None) -> SubsetRuns:
   """Trains (or, with ``directory``, loads finished chunks of) every run."""
-  import tqdm  # pylint: disable=g-import-not-at-top
 
   subset_trainer = SubsetTrainer(config, data)
   stamp = fingerprint(config, data)
@@ -311,6 +319,13 @@ def _in_out_accuracy(masks, correct):
   return _rate(hits_in, num_in), _rate(hits_out, num_out), num_in, num_out
 
 
+def _difference(p_in, p_out, num_in, num_out) -> Estimate:
+  """p_in - p_out with the standard error of two independent binomials."""
+  stderr = np.sqrt(_binomial_variance(p_in, num_in) +
+                   _binomial_variance(p_out, num_out))
+  return Estimate(p_in - p_out, stderr, num_in, num_out)
+
+
 def memorization(masks, train_correct) -> Estimate:
   """mem(i) = P(correct on i | i in) - P(correct on i | i out), per example.
 
@@ -321,20 +336,15 @@ def memorization(masks, train_correct) -> Estimate:
   correct = np.asarray(train_correct, bool)
   num_in = masks.sum(0)
   num_out = masks.shape[0] - num_in
-  p_in = _rate((masks & correct).sum(0), num_in)
-  p_out = _rate((~masks & correct).sum(0), num_out)
-  stderr = np.sqrt(_binomial_variance(p_in, num_in) +
-                   _binomial_variance(p_out, num_out))
-  return Estimate(p_in - p_out, stderr, num_in, num_out)
+  return _difference(_rate((masks & correct).sum(0), num_in),
+                     _rate((~masks & correct).sum(0), num_out), num_in, num_out)
 
 
 def influence(masks, test_correct) -> Estimate:
   """Dense infl(i, j) = P(j right | i in) - P(j right | i out): (n, n_test)."""
   p_in, p_out, num_in, num_out = _in_out_accuracy(masks, test_correct)
-  stderr = np.sqrt(_binomial_variance(p_in, num_in) +
-                   _binomial_variance(p_out, num_out))
-  return Estimate(p_in - p_out, stderr, np.broadcast_to(num_in, p_in.shape),
-                  np.broadcast_to(num_out, p_in.shape))
+  return _difference(p_in, p_out, np.broadcast_to(num_in, p_in.shape),
+                     np.broadcast_to(num_out, p_in.shape))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -353,7 +363,7 @@ def influence_top_k(masks, test_correct, k: int,
   Test examples are processed ``block_size`` at a time, so memory stays at
   (n, block_size). Ties are broken by the lower training index.
   """
-  masks = np.asarray(masks)
+  masks = np.asarray(masks, np.float64)  # converted once, not per block
   test_correct = np.asarray(test_correct)
   n = masks.shape[1]
   if not 1 <= k <= n:

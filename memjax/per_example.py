@@ -79,7 +79,6 @@ def input_gradients(trainer, params, batch_stats, x, y, batch_size=None):
 def input_gradient_norms(trainer, params, batch_stats, x, y, norm="l1",
                          batch_size=None):
   """(n,) norms of each example's input gradient, a chunk at a time."""
-  validate_norm(norm)
   grad = jax.grad(functools.partial(example_loss, trainer, params, batch_stats))
   per_example = lambda xi, yi: reduce_norm(grad(xi, yi), norm)
   batch_size = batch_size or trainer.config.eval_batch_size

@@ -46,17 +46,22 @@ def to_jsonable(value: Any) -> Any:
   return value
 
 
+def write_json(path: str, obj: Any) -> str:
+  """Writes ``obj`` (made JSON-able) to ``path`` atomically: a reader never
+  sees a half-written file."""
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(to_jsonable(obj), f, indent=1)
+  os.replace(tmp, path)
+  return path
+
+
 def write_results(workdir: str, experiment: str, config: dict, runs: Any,
                   summary: dict, claims: Sequence[Claim] = ()) -> str:
   os.makedirs(workdir, exist_ok=True)
-  path = os.path.join(workdir, RESULTS_FILE)
-  payload = {"experiment": experiment, "config": config, "runs": runs,
-             "summary": summary, "claims": list(claims)}
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(to_jsonable(payload), f, indent=1)
-  os.replace(tmp, path)
-  return path
+  return write_json(os.path.join(workdir, RESULTS_FILE),
+                    {"experiment": experiment, "config": config, "runs": runs,
+                     "summary": summary, "claims": list(claims)})
 
 
 def summary_frame(path: str):

@@ -31,6 +31,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import tqdm
 import optax
 
 from memjax import per_example
@@ -180,16 +181,17 @@ def _epoch_vmapped(trainer, config, state, keys, epoch, x, y, train_index):
                                                        train_index)
 
 
-def track(trainer: training.Trainer, config: SensitivityConfig, x, y,
-          epochs: int, progress: str | None = None) -> SensitivityResult:
-  """Trains ``trainer.config.num_seeds`` seeds at once for ``epochs`` epochs on
+def track(train_config: training.TrainConfig, config: SensitivityConfig, x, y,
+          num_classes: int, epochs: int,
+          progress: str | None = None) -> SensitivityResult:
+  """Trains ``train_config.num_seeds`` seeds at once for ``epochs`` epochs on
   (x, y), recording both forms of loss sensitivity at every SGD step.
 
-  Reusing one ``trainer`` for data of the same shapes reuses the compilation.
+  Runs on data of the same shapes share one ``training.cached_trainer`` and
+  so one compilation.
   """
-  import tqdm  # pylint: disable=g-import-not-at-top
-  train_config = trainer.config
   x, y = jnp.asarray(x), jnp.asarray(y)
+  trainer = training.cached_trainer(train_config, x.shape[1:], num_classes)
   s, n = train_config.num_seeds, x.shape[0]
   steps = training.steps_per_epoch(train_config, n)
   if epochs < 1:

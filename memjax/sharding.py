@@ -46,6 +46,7 @@ Launch commands (``benchmarks/report.py`` takes ``--distributed``):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from typing import Any
@@ -56,6 +57,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
+from memjax import reporting
 from memjax import training
 
 SEEDS, DATA = "seeds", "data"
@@ -112,9 +114,6 @@ class SeedPlacement:
     self.per_seed = NamedSharding(mesh, P(SEEDS))
     self.replicated = NamedSharding(mesh, P())
     self.per_example = NamedSharding(mesh, P(DATA))
-    self._unpad = jax.jit(
-        lambda tree: jax.tree.map(lambda x: x[:num_seeds], tree),
-        out_shardings=self.unpadded_sharding)
 
   @property
   def unpadded_sharding(self) -> NamedSharding:
@@ -150,17 +149,15 @@ class SeedPlacement:
   def place_data(self, data: training.TrainData) -> training.TrainData:
     place = lambda x, per_seed: (self.place_per_seed(x) if per_seed
                                  else self.place_shared(x))
-    return training.TrainData(
-        x_train=place(data.x_train, data.per_seed_inputs),
+    return dataclasses.replace(
+        data, x_train=place(data.x_train, data.per_seed_inputs),
         y_train=place(data.y_train, data.per_seed_labels),
         x_test=place(data.x_test, data.per_seed_inputs),
-        y_test=place(data.y_test, data.per_seed_labels),
-        num_classes=data.num_classes, per_seed_inputs=data.per_seed_inputs,
-        per_seed_labels=data.per_seed_labels, train_index=data.train_index)
+        y_test=place(data.y_test, data.per_seed_labels))
 
   def unpadded(self, tree):
     """The S real seeds of a padded pytree, on ``unpadded_sharding``."""
-    return self._unpad(tree)
+    return _unpad(tree, self.num_seeds, self.unpadded_sharding)
 
   def abstract_unpadded(self, tree):
     """ShapeDtypeStructs of ``unpadded(tree)``: a restore target for orbax."""
@@ -185,6 +182,13 @@ class SeedPlacement:
     return sorted(lane for lane in lanes if lane < self.num_seeds)
 
 
+@functools.partial(jax.jit, static_argnames=("num_seeds", "sharding"))
+def _unpad(tree, num_seeds: int, sharding: NamedSharding):
+  # Module-level, so that every fit with a mesh shares one compilation.
+  return jax.lax.with_sharding_constraint(
+      jax.tree.map(lambda x: x[:num_seeds], tree), sharding)
+
+
 def process_results_path(directory: str, name: str, process_index: int) -> str:
   return os.path.join(directory, f"{name}.process-{process_index:05d}.json")
 
@@ -192,14 +196,10 @@ def process_results_path(directory: str, name: str, process_index: int) -> str:
 def write_process_results(directory: str, name: str, part: dict,
                           process_index: int | None = None) -> str:
   """Writes this process's ``part`` ({key: JSON-able value}) of the results."""
-  from memjax import reporting  # pylint: disable=g-import-not-at-top
   index = jax.process_index() if process_index is None else process_index
   os.makedirs(directory, exist_ok=True)
-  path = process_results_path(directory, name, index)
-  with open(path + ".tmp", "w") as f:
-    json.dump(reporting.to_jsonable(part), f, indent=1)
-  os.replace(path + ".tmp", path)
-  return path
+  return reporting.write_json(process_results_path(directory, name, index),
+                              part)
 
 
 def merge_process_results(directory: str, name: str,
@@ -227,7 +227,5 @@ def merge_process_results(directory: str, name: str,
           raise ValueError(f"Processes disagree on {key!r} in {path}: "
                            f"{merged[key]!r} vs {value!r}.")
         merged[key] = value
-  path = os.path.join(directory, f"{name}.json")
-  with open(path, "w") as f:
-    json.dump(merged, f, indent=1)
+  reporting.write_json(os.path.join(directory, f"{name}.json"), merged)
   return merged

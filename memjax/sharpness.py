@@ -73,27 +73,25 @@ def lanczos(matvec: Callable[[jax.Array], jax.Array], dim: int,
   basis = jnp.zeros((num_iterations, dim), dtype).at[0].set(
       v0 / jnp.linalg.norm(v0))
 
-  def orthogonalize(w, basis, upto):
-    mask = (jnp.arange(num_iterations) < upto)[:, None]
+  def orthogonalize(w, basis):
+    # Rows not yet written are zero, so projecting on all rows is exact.
     for _ in range(2):  # twice is enough (Giraud et al.)
-      w = w - (basis * mask).T @ ((basis * mask) @ w)
+      w = w - basis.T @ (basis @ w)
     return w
 
   def step(carry, i):
     basis, alphas, betas = carry
     w = matvec(basis[i])
     alpha = basis[i] @ w
-    w = orthogonalize(w, basis, i + 1)
+    w = orthogonalize(w, basis)
     beta = jnp.linalg.norm(w)
     fresh = orthogonalize(
         jax.random.normal(jax.random.fold_in(key, i + 1), (dim,), dtype),
-        basis, i + 1)
+        basis)
     restart = beta < 1e-6 * (jnp.abs(alpha) + 1.0)
     nxt = jnp.where(restart, fresh / jnp.linalg.norm(fresh), w / beta)
     beta = jnp.where(restart, 0.0, beta)
-    basis = jnp.where(i + 1 < num_iterations,
-                      basis.at[jnp.minimum(i + 1, num_iterations - 1)].set(nxt),
-                      basis)
+    basis = basis.at[i + 1].set(nxt, mode="drop")  # no row after the last
     return (basis, alphas.at[i].set(alpha), betas.at[i].set(beta)), None
 
   init = (basis, jnp.zeros(num_iterations, dtype),

@@ -286,21 +286,27 @@ def steps_per_epoch(config: TrainConfig, examples_per_seed: int) -> int:
   return examples_per_seed // min(config.batch_size, examples_per_seed)
 
 
-@jax.jit
-def _first_nonfinite(losses):
-  finite = jnp.isfinite(losses)
-  return jnp.all(finite, axis=1), jnp.argmin(finite, axis=1)
+def first_nonfinite(losses) -> tuple[int, int] | None:
+  """(lane, step) of the first non-finite loss of the first lane that has one,
+  in (lanes, steps) ``losses``; None when every loss is finite."""
+  finite = np.isfinite(np.asarray(losses))
+  if finite.all():
+    return None
+  lane = int(np.argmin(finite.all(axis=1)))
+  return lane, int(np.argmin(finite[lane]))
 
 
-def check_finite(losses: jax.Array, config: TrainConfig, first_step: int):
-  """Raises FloatingPointError naming the first seed and step with a bad loss."""
-  all_finite, first_bad = (np.asarray(a) for a in _first_nonfinite(losses))
-  if not all_finite.all():
-    lane = int(np.argmin(all_finite))
+def check_finite(losses, config: TrainConfig, first_step: int):
+  """Raises FloatingPointError naming the first seed and step with a bad loss.
+
+  ``losses``: (seeds, steps) per-step training losses of one epoch."""
+  bad = first_nonfinite(losses)
+  if bad is not None:
+    lane, step = bad
     raise FloatingPointError(
         f"Non-finite training loss for seed {config.seed + lane} at step "
-        f"{first_step + int(first_bad[lane])} (model {config.model}, learning "
-        f"rate {config.lr}). Lower --learning_rate or check the inputs.")
+        f"{first_step + step} (model {config.model}, learning rate "
+        f"{config.lr}). Lower --learning_rate or check the inputs.")
 
 
 HISTORY_KEYS = ("step", "batch_loss", "train_loss", "train_acc", "test_loss",
@@ -342,6 +348,7 @@ def fit(config: TrainConfig, data: TrainData, *, checkpoint_dir=None,
                  else jnp.asarray(data.train_index, jnp.int32))
   in_subset = np.zeros((s, data.num_train), bool)
   np.put_along_axis(in_subset, np.asarray(train_index), True, axis=1)
+  subset_mean = lambda v: (v * in_subset).sum(1) / in_subset.sum(1)
   steps = steps_per_epoch(config, train_index.shape[1])
   axes = dict(per_seed_inputs=data.per_seed_inputs,
               per_seed_labels=data.per_seed_labels)
@@ -399,13 +406,12 @@ def fit(config: TrainConfig, data: TrainData, *, checkpoint_dir=None,
                                                **axes)
     train_loss, train_correct, test_loss, test_correct = map(
         to_host, (train_loss, train_correct, test_loss, test_correct))
-    subset_mean = lambda v: (np.asarray(v) * in_subset).sum(1) / in_subset.sum(1)
     row = {"step": (epoch + 1) * steps,
-           "batch_loss": np.asarray(losses).mean(1),
+           "batch_loss": losses.mean(1),
            "train_loss": subset_mean(train_loss),
            "train_acc": subset_mean(train_correct),
-           "test_loss": np.asarray(test_loss).mean(1),
-           "test_acc": np.asarray(test_correct).mean(1)}
+           "test_loss": test_loss.mean(1),
+           "test_acc": test_correct.mean(1)}
     for k, v in row.items():
       history[k][epoch] = v
     if record_examples:

@@ -77,8 +77,8 @@ class ConfigTest(absltest.TestCase):
   def test_track_needs_enough_steps(self):
     trainer, x, y = setup(1)
     with self.assertRaisesRegex(ValueError, "steps per epoch"):
-      sensitivity.track(trainer, sensitivity.SensitivityConfig(unroll=4),
-                        x[:40], y[:40], epochs=1)
+      sensitivity.track(trainer.config, sensitivity.SensitivityConfig(unroll=4),
+                        x[:40], y[:40], trainer.num_classes, epochs=1)
 
 
 class UnrolledTest(absltest.TestCase):
@@ -159,8 +159,8 @@ class EpochTest(absltest.TestCase):
 
   def test_track(self):
     trainer, x, y = setup(2)
-    result = sensitivity.track(trainer, sensitivity.SensitivityConfig(), x, y,
-                               epochs=2)
+    result = sensitivity.track(trainer.config, sensitivity.SensitivityConfig(),
+                               x, y, trainer.num_classes, epochs=2)
     chex.assert_shape([result.direct, result.unrolled],
                       [(2, 2, N), (2, 2, N)])
     chex.assert_shape(result.class_matrix, (2, 10, 10))
