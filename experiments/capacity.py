@@ -43,7 +43,7 @@ from memjax import reporting
 from memjax import studies
 from memjax import training
 
-cli.define_data_flags()
+cli.define_data_flags(standardize=False)
 cli.define_train_flags(seeds=1, max_epochs=30, shard_seeds=False)
 cli.define_run_flags("runs/capacity")
 flags.FLAGS.set_default("train_size", 1000)

@@ -46,7 +46,7 @@ from memjax import training
 
 CONDITIONS = ("real", "randX", "randY")
 
-cli.define_data_flags()
+cli.define_data_flags(standardize=False)
 cli.define_train_flags(seeds=1, max_epochs=100, shard_seeds=False)
 cli.define_run_flags("runs/convergence_time")
 flags.FLAGS.set_default("test_size", 500)

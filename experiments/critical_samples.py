@@ -52,7 +52,7 @@ from memjax import training
 
 CONDITIONS = ("real", "randX", "randY_0.2", "randY_0.6", "randY")
 
-cli.define_data_flags()
+cli.define_data_flags(standardize=False)
 cli.define_train_flags(model="mlp2x128", seeds=2, max_epochs=40,
                        shard_seeds=False)
 cli.define_run_flags("runs/critical_samples")

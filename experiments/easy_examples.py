@@ -63,7 +63,7 @@ CONDITIONS = ("real", "randX", "randY")
 # dispersion index under the binomial null.
 NULL_SIGMAS = 5.0
 
-cli.define_data_flags()
+cli.define_data_flags(standardize=False)
 flags.FLAGS.set_default("train_size", 1000)
 cli.define_train_flags(model="mlp2x512", seeds=100, max_epochs=1, batch_size=32,
                        shard_seeds=False)

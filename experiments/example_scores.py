@@ -50,7 +50,7 @@ from memjax import training
 
 SCORES = ("el2n", "grand", "forgetting")
 
-cli.define_data_flags()
+cli.define_data_flags(standardize=True)
 flags.FLAGS.set_default("train_size", 1000)
 cli.define_train_flags(model="mlp1x512", seeds=5, max_epochs=30, batch_size=64,
                        shard_seeds=False)

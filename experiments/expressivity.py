@@ -43,7 +43,7 @@ from memjax import data as data_lib
 from memjax import expressivity
 from memjax import reporting
 
-cli.define_data_flags()
+cli.define_data_flags(standardize=True)
 cli.define_run_flags("runs/expressivity")
 flags.DEFINE_list("sizes", ["500", "1000", "2000", "4000"],
                   "Numbers of Gaussian points n for the sweep.")

@@ -59,7 +59,7 @@ from memjax import expressivity
 from memjax import kernels
 from memjax import reporting
 
-cli.define_data_flags()
+cli.define_data_flags(standardize=False)
 cli.define_run_flags("runs/implicit_regularization")
 flags.DEFINE_integer("sgd_train_size", 200,
                      "Training points of the SGD cases (n <= d to interpolate).")

@@ -34,7 +34,7 @@ from memjax import cli
 from memjax import reporting
 from memjax import studies
 
-cli.define_data_flags()
+cli.define_data_flags(standardize=True)
 cli.define_train_flags(seeds=3, max_epochs=300)
 cli.define_run_flags("runs/label_corruption")
 cli.define_randomization_flags()

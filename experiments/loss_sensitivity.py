@@ -63,7 +63,7 @@ CONDITIONS = {"real": "real", "randX": "randX", "randY": "randY",
               "noise50": "randY_0.5", "nway": "real"}
 NOISE = ("randX", "randY", "noise50", "nway")
 
-cli.define_data_flags()
+cli.define_data_flags(standardize=False)
 flags.FLAGS.set_default("train_size", 1000)
 flags.FLAGS.set_default("image_size", 14)
 cli.define_train_flags(model="mlp2x16", seeds=3, max_epochs=100, batch_size=100,

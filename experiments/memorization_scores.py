@@ -63,7 +63,7 @@ from memjax import randomization
 from memjax import reporting
 from memjax import training
 
-cli.define_data_flags()
+cli.define_data_flags(standardize=True)
 cli.define_train_flags(model="mlp1x256", seeds=50, max_epochs=30,
                        batch_size=128,
                        shard_seeds=False)

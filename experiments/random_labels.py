@@ -40,13 +40,14 @@ corruption masks. Re-running the same command resumes.
 from absl import flags
 
 from memjax import cli
+from memjax import data as data_lib
 from memjax import reporting
 from memjax import studies
 
 CONDITIONS = ("true_labels", "random_labels", "shuffled_pixels",
               "random_pixels", "gaussian")
 
-cli.define_data_flags()
+cli.define_data_flags(standardize=True)
 cli.define_train_flags(seeds=5, max_epochs=300)
 cli.define_run_flags("runs/random_labels")
 cli.define_randomization_flags()
@@ -113,9 +114,11 @@ def random_pixels_note(test_acc: float, num_classes: int) -> str:
 def main(argv):
   del argv
   config = cli.study_config(FLAGS, FLAGS.conditions)
-  cli.prepare(FLAGS)
+  dataset = data_lib.load(config.data)
+  cli.prepare(FLAGS, dataset, [config.train],
+              per_seed_data=config.per_seed_randomization)
   results = studies.run(config, FLAGS.workdir, progress=FLAGS.progress,
-                        mesh=cli.mesh(FLAGS),
+                        mesh=cli.mesh(FLAGS), dataset=dataset,
                         checkpoint_seconds=FLAGS.checkpoint_seconds)
   summary = studies.summarize(results, reference="true_labels")
   rows = [{"condition": n, **s} for n, s in summary.items()]

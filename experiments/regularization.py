@@ -121,7 +121,7 @@ PAPER_MAX_GAIN = 81.22 - 76.07
 # accuracy at least this much (points of accuracy, as a fraction).
 MEMORIZATION_DROP = 0.05
 
-cli.define_data_flags()
+cli.define_data_flags(standardize=True)
 cli.define_train_flags(seeds=2, max_epochs=100)
 cli.define_run_flags("runs/regularization_table1")
 flags.DEFINE_enum("mode", "table1", MODES,

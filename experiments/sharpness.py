@@ -44,7 +44,7 @@ from memjax import training
 
 CONDITIONS = ("real", "randX", "randY")
 
-cli.define_data_flags()
+cli.define_data_flags(standardize=False)
 cli.define_train_flags(model="mlp2x128", seeds=3, max_epochs=100)
 cli.define_run_flags("runs/sharpness")
 cli.define_randomization_flags()

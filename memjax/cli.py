@@ -2,12 +2,20 @@
 
 The experiments in ``experiments/`` define their flags with these helpers and
 turn the parsed values into the library's frozen configs; the library itself
-never reads flags. ``run_main`` turns bad input into a one-line error naming the
-bad value and the valid ones, with a non-zero exit status.
+never reads flags. Every numeric flag carries its valid range (``define_int``,
+``define_float``), checked when the flags are parsed. ``run_main`` turns bad
+input into one line, ``error: ...``, naming the bad value and the valid ones,
+with exit status 2; Ctrl-C into ``interrupted; re-run the same command to
+resume`` with exit status 130.
+
+The order every experiment follows: parse and validate every flag, build the
+configs, load the data, then ``prepare`` (memory estimate, then claim the
+workdir), then train. So bad input writes nothing.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Callable
 
@@ -27,17 +35,78 @@ NOT_IN_RUN_CONFIG = ("workdir", "overwrite", "progress", "checkpoint_seconds")
 EXECUTION_FLAGS = ("seed_chunk", "shard_seeds")
 
 
-def define_data_flags(dataset: str = "mnist5k") -> None:
-  flags.DEFINE_string("dataset", dataset,
-                      f"One of {', '.join(data_lib.DATASETS)}.")
+def _range_text(low, high, low_open, high_open, allow_none) -> str:
+  show = lambda v: f"{v:g}" if isinstance(v, float) else str(v)
+  if low is not None and high is not None:
+    text = (f"in {'(' if low_open else '['}{show(low)}, {show(high)}"
+            f"{')' if high_open else ']'}")
+  elif low is not None:
+    text = f"{'>' if low_open else '>='} {show(low)}"
+  elif high is not None:
+    text = f"{'<' if high_open else '<='} {show(high)}"
+  else:
+    text = "finite"
+  return text + (" (or unset)" if allow_none else "")
+
+
+def _in_range(value, low, high, low_open, high_open, allow_none) -> bool:
+  if value is None:
+    return allow_none
+  if isinstance(value, float) and not math.isfinite(value):
+    return False
+  if low is not None and (value <= low if low_open else value < low):
+    return False
+  if high is not None and (value >= high if high_open else value > high):
+    return False
+  return True
+
+
+def _define_number(define, name, default, help_text, low, high, low_open,
+                   high_open):
+  allow_none = default is None
+  valid = _range_text(low, high, low_open, high_open, allow_none)
+  define(name, default, f"{help_text} Valid: {valid}.")
+  flags.register_validator(
+      name, lambda v: _in_range(v, low, high, low_open, high_open, allow_none),
+      message=f"--{name} must be {valid}")
+
+
+def define_int(name: str, default: int | None, help_text: str, *,
+               low: int | None = None, high: int | None = None) -> None:
+  """An integer flag that must lie in [low, high] (None is valid only as the
+  default: a default of None means "unset")."""
+  _define_number(flags.DEFINE_integer, name, default, help_text, low, high,
+                 False, False)
+
+
+def define_float(name: str, default: float | None, help_text: str, *,
+                 low: float | None = None, high: float | None = None,
+                 low_open: bool = False, high_open: bool = False) -> None:
+  """A finite float flag in the range low..high (``*_open``: bound excluded)."""
+  _define_number(flags.DEFINE_float, name, default, help_text, low, high,
+                 low_open, high_open)
+
+
+MAX_SEED = training.MAX_SEED
+
+
+def define_data_flags(dataset: str = "mnist5k", *, standardize: bool) -> None:
+  """The data flags; ``standardize`` is the paper's preprocessing: True for
+  Zhang et al. (per-image standardization of CIFAR10), False for Arpit et al.
+  (pixels / 255)."""
+  flags.DEFINE_enum("dataset", dataset, list(data_lib.DATASETS),
+                    "The dataset.")
   flags.DEFINE_string("data_dir", None,
                       "tfds data dir with the dataset prepared as array_record "
                       "(real datasets only).")
-  flags.DEFINE_integer("train_size", None, "Stratified training subset size.")
-  flags.DEFINE_integer("test_size", None, "Stratified test subset size.")
-  flags.DEFINE_integer("image_size", None,
-                       "Downscale images to this side (e.g. 14 for MNIST).")
-  flags.DEFINE_bool("standardize", True, "Per-image standardization.")
+  define_int("train_size", None, "Stratified training subset size.", low=1)
+  define_int("test_size", None, "Stratified test subset size.", low=1)
+  define_int("image_size", None,
+             "Downscale images to this side (e.g. 14 for MNIST).", low=1)
+  flags.DEFINE_bool("standardize", standardize,
+                    "Per-image standardization (Zhang et al.'s CIFAR10 "
+                    "preprocessing: zero mean, unit variance per image); "
+                    "--nostandardize: pixels / 255 (Arpit et al.).")
 
 
 def define_train_flags(model: str = "mlp1x512", seeds: int = 3,
@@ -50,23 +119,24 @@ def define_train_flags(model: str = "mlp1x512", seeds: int = 3,
   flags.DEFINE_string("model", model,
                       "mlp<depth>x<width> (e.g. mlp1x512, mlp3x512), alexnet, "
                       "inception, inception_nobn or arpit_cnn.")
-  flags.DEFINE_integer("seeds", seeds, "Seeds trained at once (vmapped).")
-  flags.DEFINE_integer("seed", 0, "First seed; seed lanes are seed..seed+S-1.")
-  flags.DEFINE_integer("max_epochs", max_epochs,
-                       "Stop here if not every seed has fit.")
-  flags.DEFINE_integer("batch_size", batch_size, "SGD minibatch size.")
-  flags.DEFINE_float("learning_rate", None,
-                     "Initial SGD rate (default: the paper's, 0.01; 0.1 for "
-                     "inception).")
-  flags.DEFINE_float("lr_decay", 0.95,
-                     "Learning-rate decay per 50,000 examples seen (Zhang et "
-                     "al.'s per-epoch decay on CIFAR10).")
-  flags.DEFINE_float("momentum", 0.9, "SGD momentum.")
+  define_int("seeds", seeds, "Seeds trained at once (vmapped).", low=1)
+  define_int("seed", 0, "First seed; seed lanes are seed..seed+S-1.", low=0,
+             high=MAX_SEED)
+  define_int("max_epochs", max_epochs, "Stop here if not every seed has fit.",
+             low=1)
+  define_int("batch_size", batch_size, "SGD minibatch size.", low=1)
+  define_float("learning_rate", None,
+               "Initial SGD rate (default: the paper's, 0.01; 0.1 for "
+               "inception).", low=0, low_open=True)
+  define_float("lr_decay", 0.95,
+               "Learning-rate decay per 50,000 examples seen (Zhang et al.'s "
+               "per-epoch decay on CIFAR10).", low=0, high=1, low_open=True)
+  define_float("momentum", 0.9, "SGD momentum.", low=0, high=1, high_open=True)
   if seed_chunk:
-    flags.DEFINE_integer("seed_chunk", None,
-                         "Vmap the seeds in chunks of this many, one chunk "
-                         "after another in the same compiled program (faster "
-                         "on a CPU, e.g. 8); default: all seeds in one vmap.")
+    define_int("seed_chunk", None,
+               "Vmap the seeds in chunks of this many, one chunk after another "
+               "in the same compiled program (faster on a CPU, e.g. 8); "
+               "default: all seeds in one vmap.", low=1)
   if shard_seeds:
     flags.DEFINE_bool("shard_seeds", False,
                       "Spread the seeds over every device JAX sees (a 'seeds' "
@@ -79,8 +149,9 @@ def define_run_flags(workdir: str) -> None:
   flags.DEFINE_bool("overwrite", False, "Delete an existing --workdir first.")
   flags.DEFINE_bool("smoke", False, "Tiny, seconds-long run for tests.")
   flags.DEFINE_bool("progress", True, "Show progress bars.")
-  flags.DEFINE_float("checkpoint_seconds", 30.0,
-                     "Checkpoint at most this often (and at the end of a run).")
+  define_float("checkpoint_seconds", 30.0,
+               "Checkpoint at most this often (and at the end of a run).",
+               low=0)
 
 
 def define_randomization_flags() -> None:
@@ -90,7 +161,8 @@ def define_randomization_flags() -> None:
   flags.DEFINE_bool("corrupt_test", False, "Corrupt the test labels too.")
   flags.DEFINE_bool("per_seed_randomization", False,
                     "Draw a different randomization for every seed.")
-  flags.DEFINE_integer("randomization_seed", 0, "Seeds the randomization.")
+  define_int("randomization_seed", 0, "Seeds the randomization.", low=0,
+             high=MAX_SEED)
 
 
 # --smoke: a seconds-long run of the same code path, for tests.
@@ -193,21 +265,57 @@ def write_results(values, experiment: str, runs, summary, verdicts) -> str:
                                  runs, summary, verdicts)
 
 
-def prepare(values) -> None:
-  """Claims --workdir for this run's flags (refuses other flags there)."""
+def prepare(values, dataset: data_lib.Dataset | None = None,
+            train_configs=(), per_seed_data: bool = False) -> None:
+  """Claims --workdir for this run's flags (refuses other flags there).
+
+  Call after every flag has been validated and the data loaded. Each of
+  ``train_configs`` is first checked to fit in memory on ``dataset``
+  (``per_seed_data``: every seed holds its own copy of the inputs)."""
+  if dataset is not None:
+    data_bytes = dataset.x_train.nbytes + dataset.x_test.nbytes
+    for train in train_configs:
+      training.check_memory(
+          train, dataset.input_shape, dataset.num_classes,
+          data_bytes * (train.num_seeds if per_seed_data else 1))
   config = {k: v for k, v in run_config(values).items()
             if k not in EXECUTION_FLAGS}
   checkpointing.prepare_workdir(values.workdir, config,
                                 overwrite=values.overwrite)
 
 
+INTERRUPTED = "interrupted; re-run the same command to resume"
+
+
+def _parse_flags(argv):
+  """absl's parser, with a bad flag reported as one line and exit status 2."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
 def run_main(main: Callable[[list[str]], None]) -> None:
-  """app.run(main), with bad input reported as ``error: ...`` and exit code 2."""
+  """app.run(main), with bad input reported as ``error: ...`` and exit code 2,
+  and Ctrl-C as one line and exit code 130."""
   def guarded(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     try:
+      if len(argv) > 1:
+        raise ValueError(f"unexpected arguments {argv[1:]}: every setting is a "
+                         "--flag (see --help).")
+      if "workdir" in flags.FLAGS:
+        checkpointing.check_workdir_path(flags.FLAGS.workdir)
       main(argv)
-    except (ValueError, FileNotFoundError, FloatingPointError) as e:
+    except (ValueError, FloatingPointError, OSError) as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(2)
-  app.run(guarded)
+    except KeyboardInterrupt:
+      print(INTERRUPTED, file=sys.stderr)
+      sys.exit(130)
+  try:
+    app.run(guarded, flags_parser=_parse_flags)
+  except KeyboardInterrupt:
+    print(INTERRUPTED, file=sys.stderr)
+    sys.exit(130)

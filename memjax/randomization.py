@@ -13,14 +13,18 @@ name                   meaning
 ``random_pixels``      a different permutation for each image, train and test
 ``gaussian``           every input i.i.d. Gaussian with the data's mean and
                        variance, train and test (``randX``)
-``randX_0.4``          a fraction 0.4 of training inputs replaced by that noise
+``randX_0.4``          a fraction 0.4 of inputs replaced by that noise, train
+                       and test (validation inputs are fresh noise too)
 =====================  ======================================================
 
 Label noise is uniform over all classes (it may keep the true class), as in the
 paper; ``label_noise='different_class'`` forces a different class. Test labels
 stay clean unless ``corrupt_test``. Input transformations of the whole input
 distribution (pixel permutations, Gaussian) apply to train and test alike, so the
-test set measures generalization on the same kind of input.
+test set measures generalization on the same kind of input. Arpit's randX
+replaces inputs in the test set as in the training set (the same fraction, fresh
+draws of the same noise), so its validation accuracy and validation CSR are
+measured on noise, not on real images.
 
 Everything is a pure function of a typed JAX key, and the corruption masks (which
 examples changed) are returned so that they can be saved beside the results.
@@ -131,7 +135,9 @@ def apply(dataset: data_lib.Dataset, randomization: Randomization,
     x_test = gaussian_like(k_test, x_test.shape, mean, std)
     train_mask[:], test_mask[:] = True, True
   elif kind == "noisy_inputs":
-    x_train, train_mask = noisy_inputs(k_train, x_train, p)
+    mean, std = float(x_train.mean()), float(x_train.std())
+    x_train, train_mask = noisy_inputs(k_train, x_train, p, mean, std)
+    x_test, test_mask = noisy_inputs(k_test, x_test, p, mean, std)
   dataset = dataset.replace(x_train=np.asarray(x_train, np.float32),
                             y_train=np.asarray(y_train, np.int32),
                             x_test=np.asarray(x_test, np.float32),
@@ -175,11 +181,14 @@ def gaussian_like(key, shape, mean, std):
   return np.asarray(mean + std * jax.random.normal(key, shape), np.float32)
 
 
-def noisy_inputs(key, x, fraction):
-  """Replaces a ``fraction`` of inputs by matching Gaussian noise (Arpit's randX)."""
+def noisy_inputs(key, x, fraction, mean=None, std=None):
+  """Replaces a ``fraction`` of inputs by Gaussian noise with the given mean and
+  std (default: those of ``x``; Arpit's randX)."""
   k_select, k_noise = jax.random.split(key)
   selected = np.asarray(jax.random.bernoulli(k_select, fraction, (x.shape[0],)))
-  noise = gaussian_like(k_noise, x.shape, float(x.mean()), float(x.std()))
+  mean = float(x.mean()) if mean is None else mean
+  std = float(x.std()) if std is None else std
+  noise = gaussian_like(k_noise, x.shape, mean, std)
   return np.where(selected[:, None, None, None], noise, x), selected
 
 

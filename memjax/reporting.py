@@ -2,8 +2,12 @@
 
 Every experiment writes ``<workdir>/results.json`` with the keys ``experiment``,
 ``config`` (every flag), ``runs`` (per condition and seed), ``summary`` (per
-condition) and ``claims`` (each paper claim tested, whether it reproduced, and the
-numbers behind the verdict). ``summary_frame`` loads the summary into pandas.
+condition) and ``claims``. A claim is data: the criterion (written in the
+experiment before any number is seen), the measured value, its uncertainty
+(a standard error over seeds, or the half-width of an interval), the threshold
+it is compared with, and the verdict. Exploratory readings, added after a
+measurement or without a pre-registered threshold, are marked as such and carry
+no verdict. ``summary_frame`` loads the summary into pandas.
 """
 
 from __future__ import annotations
@@ -15,16 +19,36 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from memjax import checkpointing
+
 RESULTS_FILE = "results.json"
 
 
 @dataclasses.dataclass(frozen=True)
 class Claim:
-  """One paper claim, tested on our data."""
+  """One paper claim, tested on our data by a criterion fixed in advance.
+
+  ``claim`` states the criterion; ``value`` is the measured quantity the
+  criterion is about, ``uncertainty`` its standard error (or an interval's
+  half-width; ``interval`` holds (low, high) where one is computed), and
+  ``threshold`` what ``value`` is compared with. ``exploratory`` claims are
+  reported without a verdict.
+  """
 
   claim: str
   reproduced: bool
   measured: str
+  value: float | None = None
+  uncertainty: float | None = None
+  threshold: float | str | None = None
+  interval: tuple[float, float] | None = None
+  exploratory: bool = False
+
+  @property
+  def verdict(self) -> str:
+    if self.exploratory:
+      return "EXPLORATORY"
+    return "REPRODUCED" if self.reproduced else "NOT REPRODUCED"
 
 
 def to_jsonable(value: Any) -> Any:
@@ -41,6 +65,8 @@ def to_jsonable(value: Any) -> Any:
     return int(value)
   if isinstance(value, (float, np.floating)):
     return float(value) if np.isfinite(value) else None
+  if isinstance(value, Claim):
+    return to_jsonable({**dataclasses.asdict(value), "verdict": value.verdict})
   if dataclasses.is_dataclass(value) and not isinstance(value, type):
     return to_jsonable(dataclasses.asdict(value))
   return value
@@ -49,6 +75,7 @@ def to_jsonable(value: Any) -> Any:
 def write_json(path: str, obj: Any) -> str:
   """Writes ``obj`` (made JSON-able) to ``path`` atomically: a reader never
   sees a half-written file."""
+  checkpointing.register(path)
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
     json.dump(to_jsonable(obj), f, indent=1)
@@ -71,6 +98,23 @@ def summary_frame(path: str):
     return pd.DataFrame.from_dict(json.load(f)["summary"], orient="index")
 
 
+def format_setup(data_config, dataset, **details) -> str:
+  """The printed header of an experiment: data, preprocessing and input scale,
+  then ``details`` (model, noise definition, measurement point, and where the
+  setup differs from the paper's)."""
+  if data_config.standardize:
+    scale = ("per-image standardized: zero mean, unit variance per image "
+             "(Zhang et al.'s CIFAR10 preprocessing)")
+  else:
+    scale = "pixels / 255, in [0, 1] (Arpit et al.'s MNIST inputs)"
+  lines = ["Setup:",
+           f"  data: {dataset.name}, {len(dataset.y_train)} train / "
+           f"{len(dataset.y_test)} test, inputs {dataset.input_shape}",
+           f"  preprocessing: {scale}"]
+  lines += [f"  {k.replace('_', ' ')}: {v}" for k, v in details.items()]
+  return "\n".join(lines)
+
+
 def format_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
   """A plain-text table; floats in [0, 1] as percentages."""
   def fmt(v):
@@ -88,10 +132,25 @@ def format_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
 
 
 def format_claims(claims: Sequence[Claim]) -> str:
+  """Each claim with its verdict, value +- uncertainty and threshold."""
   lines = ["Claims:"]
   for c in claims:
-    verdict = "REPRODUCED" if c.reproduced else "NOT REPRODUCED"
-    lines.append(f"  [{verdict}] {c.claim}\n      measured: {c.measured}")
+    lines.append(f"  [{c.verdict}] {c.claim}")
+    numbers = []
+    if c.value is not None:
+      value = f"value {c.value:.4g}"
+      if c.uncertainty is not None and np.isfinite(c.uncertainty):
+        value += f" +- {c.uncertainty:.2g}"
+      numbers.append(value)
+    if c.interval is not None:
+      numbers.append(f"95% interval [{c.interval[0]:.4g}, {c.interval[1]:.4g}]")
+    if c.threshold is not None:
+      threshold = (f"{c.threshold:.4g}" if isinstance(c.threshold, (int, float))
+                   else str(c.threshold))
+      numbers.append(f"threshold {threshold}")
+    if numbers:
+      lines.append(f"      {'; '.join(numbers)}")
+    lines.append(f"      measured: {c.measured}")
   return "\n".join(lines)
 
 
@@ -148,6 +207,7 @@ def pyplot():
 
 def save_figure(fig, path: str) -> str:
   """Writes a matplotlib figure to ``path`` (PNG, 120 dpi), closes it."""
+  checkpointing.register(path)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   pyplot().close(fig)

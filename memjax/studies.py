@@ -16,6 +16,7 @@ import zlib
 import jax
 import numpy as np
 
+from memjax import checkpointing
 from memjax import data as data_lib
 from memjax import randomization as rand_lib
 from memjax import training
@@ -95,9 +96,10 @@ def run(config: StudyConfig, workdir: str | None = None, *,
     ckpt = None
     if workdir is not None:
       cond_dir = os.path.join(workdir, name)
+      checkpointing.register(cond_dir)
       os.makedirs(cond_dir, exist_ok=True)
-      np.savez(os.path.join(cond_dir, "masks.npz"), train_mask=train_mask,
-               test_mask=test_mask)
+      checkpointing.save_npz(os.path.join(cond_dir, "masks.npz"),
+                             train_mask=train_mask, test_mask=test_mask)
       ckpt = os.path.join(cond_dir, "checkpoints")
     fit = training.fit(config.train, train_data, checkpoint_dir=ckpt,
                        checkpoint_seconds=checkpoint_seconds,

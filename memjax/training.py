@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
+import os
 import time
 from typing import Any
 
@@ -44,6 +46,8 @@ from memjax import regularizers
 
 # Streams derived from each seed's key.
 _INIT, _ORDER, _DROPOUT, _PERTURB, _ADVERSARIAL = 0, 1, 2, 3, 4
+# Seeds are int32 key data.
+MAX_SEED = 2**31 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,20 +80,33 @@ class TrainConfig:
     if not isinstance(self.regularization, regularizers.Regularization):
       raise ValueError(f"regularization must be a regularizers.Regularization, "
                        f"got {self.regularization!r}.")
-    checks = {"num_seeds": self.num_seeds >= 1,
-              "batch_size": self.batch_size >= 1,
-              "max_epochs": self.max_epochs >= 1,
-              "weight_decay": self.weight_decay >= 0,
-              "dropout": 0 <= self.dropout < 1,
-              "learning_rate": self.learning_rate is None or self.learning_rate > 0,
-              "fit_threshold": 0 < self.fit_threshold <= 1,
-              "seed_chunk": self.seed_chunk is None or self.seed_chunk >= 1}
-    for name, ok in checks.items():
+    finite = lambda v: v is not None and math.isfinite(v)
+    checks = {
+        "num_seeds": (self.num_seeds >= 1, ">= 1"),
+        "seed": (0 <= self.seed and self.seed + self.num_seeds <= MAX_SEED,
+                 f"in [0, {MAX_SEED} - seeds]"),
+        "batch_size": (self.batch_size >= 1, ">= 1"),
+        "max_epochs": (self.max_epochs >= 1, ">= 1"),
+        "weight_decay": (finite(self.weight_decay) and self.weight_decay >= 0,
+                         "a finite number >= 0"),
+        "dropout": (finite(self.dropout) and 0 <= self.dropout < 1, "in [0, 1)"),
+        "learning_rate": (self.learning_rate is None or (
+            finite(self.learning_rate) and self.learning_rate > 0),
+                          "a finite number > 0"),
+        "momentum": (finite(self.momentum) and 0 <= self.momentum < 1,
+                     "in [0, 1)"),
+        "lr_decay": (finite(self.lr_decay) and 0 < self.lr_decay <= 1,
+                     "in (0, 1]"),
+        "decay_examples": (self.decay_examples >= 1, ">= 1"),
+        "eval_batch_size": (self.eval_batch_size >= 1, ">= 1"),
+        "fit_threshold": (finite(self.fit_threshold)
+                          and 0 < self.fit_threshold <= 1, "in (0, 1]"),
+        "seed_chunk": (self.seed_chunk is None or self.seed_chunk >= 1,
+                       "unset or >= 1")}
+    for name, (ok, valid) in checks.items():
       if not ok:
-        raise ValueError(f"Invalid {name}={getattr(self, name)!r} (num_seeds, "
-                         "batch_size and max_epochs must be >= 1; weight_decay "
-                         ">= 0; dropout in [0, 1); learning_rate > 0; "
-                         "fit_threshold in (0, 1]; seed_chunk None or >= 1).")
+        raise ValueError(f"--{name}={getattr(self, name)!r} is invalid: it "
+                         f"must be {valid}.")
 
   @property
   def lr(self) -> float:
@@ -175,14 +192,22 @@ class Trainer:
     logits = model(x, train=train, rngs=rngs)
     return logits, nnx.state(model, nnx.BatchStat)
 
-  def loss_fn(self, params, batch_stats, x, y, dropout_key):
+  def loss_fn(self, params, batch_stats, x, y, dropout_key, weights=None):
+    """Mean loss over the batch; with ``weights`` (1 for a real example, 0 for
+    the filler of a partial last batch) the mean over the real examples."""
     logits, batch_stats = self.apply(params, batch_stats, x, train=True,
                                      dropout_key=dropout_key)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-    return losses.mean(), (batch_stats, logits)
+    if weights is None:
+      return losses.mean(), (batch_stats, logits)
+    loss = (losses * weights).sum() / jnp.maximum(weights.sum(), 1.0)
+    return loss, (batch_stats, logits)
 
-  def train_step(self, state: TrainState, seed_key, x, y):
-    """One SGD step of one seed on the batch (x, y); returns (state, loss)."""
+  def train_step(self, state: TrainState, seed_key, x, y, weights=None):
+    """One SGD step of one seed on the batch (x, y); returns (state, loss).
+
+    ``weights`` (batch,) marks the real examples of a partial last batch
+    (``epoch_batches``); None: every example counts."""
     dropout_key = jax.random.fold_in(jax.random.fold_in(seed_key, _DROPOUT),
                                      state.step)
     perturb_key = jax.random.fold_in(jax.random.fold_in(seed_key, _PERTURB),
@@ -195,28 +220,45 @@ class Trainer:
           self.config.regularization.adversarial,
           lambda xb: self.apply(state.params, state.batch_stats, xb)[0],
           adversarial_key, x, y)
+      if weights is not None:
+        weights = jnp.concatenate([weights, weights])
     grad_fn = jax.value_and_grad(self.loss_fn, has_aux=True)
     (loss, (batch_stats, _)), grads = grad_fn(state.params, state.batch_stats,
-                                              x, y, dropout_key)
+                                              x, y, dropout_key, weights)
     updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     return TrainState(params, batch_stats, opt_state, state.step + 1), loss
 
   def epoch_batches(self, seed_key, epoch, train_index):
-    """(steps, batch) example indices of one seed's epoch, a function of (seed, epoch)."""
+    """(steps, batch) example indices of one seed's epoch, a function of (seed,
+    epoch). An epoch visits every example of ``train_index`` exactly once:
+    when the batch size does not divide the number of examples, the last
+    batch is partial, filled up with the epoch's first examples, which
+    ``epoch_weights`` gives weight 0."""
     m = train_index.shape[0]
     batch = min(self.config.batch_size, m)
-    steps = m // batch
+    steps = -(-m // batch)
     order_key = jax.random.fold_in(jax.random.fold_in(seed_key, _ORDER), epoch)
     order = train_index[jax.random.permutation(order_key, m)]
-    return order[:steps * batch].reshape(steps, batch)
+    order = jnp.concatenate([order, order[:steps * batch - m]])
+    return order.reshape(steps, batch)
+
+  def epoch_weights(self, num_examples: int) -> jax.Array:
+    """(steps, batch) 1 for an epoch's real examples, 0 for the filler."""
+    batch = min(self.config.batch_size, num_examples)
+    steps = -(-num_examples // batch)
+    return (jnp.arange(steps * batch) < num_examples).astype(
+        jnp.float32).reshape(steps, batch)
 
   def train_epoch_one(self, state, seed_key, epoch, x, y, train_index):
     """One seed's epoch as a lax.scan; returns (state, per-step losses)."""
-    def step(state, batch_index):
-      return self.train_step(state, seed_key, x[batch_index], y[batch_index])
+    def step(state, batch):
+      batch_index, weights = batch
+      return self.train_step(state, seed_key, x[batch_index], y[batch_index],
+                             weights)
     return jax.lax.scan(step, state,
-                        self.epoch_batches(seed_key, epoch, train_index))
+                        (self.epoch_batches(seed_key, epoch, train_index),
+                         self.epoch_weights(train_index.shape[0])))
 
   def _train_epoch_vmapped(self, state, keys, epoch, x, y, train_index, *,
                            per_seed_inputs=False, per_seed_labels=False):
@@ -283,7 +325,42 @@ def default_train_index(data: TrainData, num_seeds: int) -> jax.Array:
 
 
 def steps_per_epoch(config: TrainConfig, examples_per_seed: int) -> int:
-  return examples_per_seed // min(config.batch_size, examples_per_seed)
+  """SGD steps of an epoch that visits every example once (the last batch may
+  be partial)."""
+  return -(-examples_per_seed // min(config.batch_size, examples_per_seed))
+
+
+def num_params(config: TrainConfig, input_shape, num_classes: int) -> int:
+  model = nnx.eval_shape(lambda: models.build(
+      config.model, tuple(input_shape), num_classes, nnx.Rngs(0),
+      dropout=config.dropout,
+      hidden_noise=config.regularization.hidden_noise))
+  return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(
+      nnx.state(model, nnx.Param)))
+
+
+def memory_limit_bytes() -> int:
+  """The memory of the device that trains: an accelerator's own, else RAM."""
+  stats = jax.devices()[0].memory_stats() or {}
+  if "bytes_limit" in stats:
+    return int(stats["bytes_limit"])
+  return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_memory(config: TrainConfig, input_shape, num_classes: int,
+                 data_bytes: int = 0) -> None:
+  """Refuses, before any work, a run whose parameters, momentum, gradients and
+  updates (4 float32 copies per seed) plus ``data_bytes`` cannot fit."""
+  params = num_params(config, input_shape, num_classes)
+  need = 16 * params * config.num_seeds + int(data_bytes)
+  have = memory_limit_bytes()
+  if need > 0.8 * have:
+    raise ValueError(
+        f"--seeds={config.num_seeds} of {config.model} needs about "
+        f"{need / 2**30:,.1f} GiB ({params:,} parameters x "
+        f"{config.num_seeds} seeds x 16 bytes, plus {data_bytes / 2**30:.1f} "
+        f"GiB of data); this device has {have / 2**30:,.1f} GiB. Use fewer "
+        "--seeds or a smaller --model.")
 
 
 def first_nonfinite(losses) -> tuple[int, int] | None:
@@ -307,6 +384,28 @@ def check_finite(losses, config: TrainConfig, first_step: int):
         f"Non-finite training loss for seed {config.seed + lane} at step "
         f"{first_step + step} (model {config.model}, learning rate "
         f"{config.lr}). Lower --learning_rate or check the inputs.")
+
+
+def check_finite_eval(losses, config: TrainConfig, step: int, what: str):
+  """Raises FloatingPointError naming the first seed whose clean evaluation
+  loss after ``step`` is not finite (divergence on the last update).
+
+  ``losses``: (seeds, examples) per-example evaluation losses."""
+  finite = np.isfinite(np.asarray(losses)).all(axis=1)
+  if not finite.all():
+    lane = int(np.argmin(finite))
+    raise FloatingPointError(
+        f"Non-finite {what} loss for seed {config.seed + lane} after step "
+        f"{step} (model {config.model}, learning rate {config.lr}): training "
+        "diverged. Lower --learning_rate or check the inputs.")
+
+
+def run_fingerprint(config: TrainConfig, data: TrainData, train_index) -> str:
+  """Identifies what a run's checkpoints depend on: the config (less how the
+  seeds execute) and the data it trains and evaluates on."""
+  return checkpointing.fingerprint(
+      dataclasses.replace(config, seed_chunk=None), data.x_train, data.y_train,
+      data.x_test, data.y_test, data.num_classes, np.asarray(train_index))
 
 
 HISTORY_KEYS = ("step", "batch_loss", "train_loss", "train_acc", "test_loss",
@@ -350,6 +449,8 @@ def fit(config: TrainConfig, data: TrainData, *, checkpoint_dir=None,
   np.put_along_axis(in_subset, np.asarray(train_index), True, axis=1)
   subset_mean = lambda v: (v * in_subset).sum(1) / in_subset.sum(1)
   steps = steps_per_epoch(config, train_index.shape[1])
+  stamp = (run_fingerprint(config, data, train_index)
+           if checkpoint_dir is not None else None)
   axes = dict(per_seed_inputs=data.per_seed_inputs,
               per_seed_labels=data.per_seed_labels)
   to_host, unpad, placement = np.asarray, lambda tree: tree, None
@@ -377,7 +478,7 @@ def fit(config: TrainConfig, data: TrainData, *, checkpoint_dir=None,
            "fit_step": np.full((s,), -1, np.int32), "epoch": np.int32(0)}
   checkpointer = None
   if checkpoint_dir is not None:
-    checkpointer = checkpointing.RunCheckpointer(checkpoint_dir)
+    checkpointer = checkpointing.RunCheckpointer(checkpoint_dir, stamp)
     if checkpointer.latest_step() is not None:
       carry = checkpointer.restore(carry if placement is None else {
           **carry, "state": placement.abstract_unpadded(carry["state"])})
@@ -406,6 +507,8 @@ def fit(config: TrainConfig, data: TrainData, *, checkpoint_dir=None,
                                                **axes)
     train_loss, train_correct, test_loss, test_correct = map(
         to_host, (train_loss, train_correct, test_loss, test_correct))
+    check_finite_eval(train_loss, config, (epoch + 1) * steps, "training-set")
+    check_finite_eval(test_loss, config, (epoch + 1) * steps, "test-set")
     row = {"step": (epoch + 1) * steps,
            "batch_loss": losses.mean(1),
            "train_loss": subset_mean(train_loss),
