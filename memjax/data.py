@@ -45,7 +45,13 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-  """Images in NHWC float32, integer labels, in a fixed original order."""
+  """Images in NHWC float32, integer labels, in a fixed original order.
+
+  ``train_scale`` / ``test_scale`` (n,) give, per image, the factor by which
+  preprocessing multiplied its pixels / 255: 1 for /255 inputs, 1 / std of the
+  image after per-image standardization. A distance of r intensity levels (of
+  255) in an image is ``r / 255 * scale`` in the model's input units.
+  """
 
   name: str
   x_train: np.ndarray
@@ -53,6 +59,8 @@ class Dataset:
   x_test: np.ndarray
   y_test: np.ndarray
   num_classes: int
+  train_scale: np.ndarray | None = None
+  test_scale: np.ndarray | None = None
 
   @property
   def input_shape(self) -> tuple[int, ...]:
@@ -78,9 +86,10 @@ def load(config: DataConfig) -> Dataset:
   if config.test_size is not None:
     keep = stratified_subset(y_test, config.test_size, config.split_seed + 1)
     x_test, y_test = x_test[keep], y_test[keep]
-  x_train, x_test = (preprocess(x, config) for x in (x_train, x_test))
+  (x_train, train_scale), (x_test, test_scale) = (
+      preprocess_with_scale(x, config) for x in (x_train, x_test))
   return Dataset(config.name, x_train, y_train.astype(np.int32), x_test,
-                 y_test.astype(np.int32), num_classes)
+                 y_test.astype(np.int32), num_classes, train_scale, test_scale)
 
 
 def validate(config: DataConfig) -> None:
@@ -95,14 +104,22 @@ def validate(config: DataConfig) -> None:
 
 def preprocess(images: np.ndarray, config: DataConfig) -> np.ndarray:
   """uint8-range NHWC images -> float32: /255, centre crop, resize, standardize."""
+  return preprocess_with_scale(images, config)[0]
+
+
+def preprocess_with_scale(images: np.ndarray, config: DataConfig):
+  """(``preprocess(images)``, per-image scale of the result relative to
+  pixels / 255: 1, or 1 / std of the image when standardized)."""
   x = images.astype(np.float32) / 255.0
   if config.crop_size is not None and x.shape[1] > config.crop_size:
     x = centre_crop(x, config.crop_size)
   if config.image_size is not None and config.image_size != x.shape[1]:
     x = downscale(x, config.image_size)
+  scale = np.ones(len(x), np.float32)
   if config.standardize:
+    scale = 1.0 / per_image_std(x)
     x = per_image_standardization(x)
-  return x
+  return x, scale.astype(np.float32)
 
 
 def centre_crop(x: np.ndarray, size: int) -> np.ndarray:
@@ -122,12 +139,18 @@ def downscale(x: np.ndarray, size: int) -> np.ndarray:
   return x.reshape(n, size, f, size, f, c).mean(axis=(2, 4))
 
 
+def per_image_std(x: np.ndarray) -> np.ndarray:
+  """(n,) the divisor of tf.image.per_image_standardization: each image's std,
+  at least 1 / sqrt(number of values)."""
+  axes = tuple(range(1, x.ndim))
+  return np.maximum(x.std(axis=axes), 1.0 / np.sqrt(np.prod(x.shape[1:])))
+
+
 def per_image_standardization(x: np.ndarray) -> np.ndarray:
   """As tf.image.per_image_standardization: zero mean, unit variance per image."""
   axes = tuple(range(1, x.ndim))
   mean = x.mean(axis=axes, keepdims=True)
-  num_values = np.prod(x.shape[1:])
-  std = np.maximum(x.std(axis=axes, keepdims=True), 1.0 / np.sqrt(num_values))
+  std = per_image_std(x).reshape((-1,) + (1,) * (x.ndim - 1))
   return ((x - mean) / std).astype(np.float32)
 
 
