@@ -95,10 +95,93 @@ class ConstructionTest(absltest.TestCase):
       expressivity.predict(built.model, x, np.float16)
 
 
-def test_experiment_smoke(tmp_path):
+def case_row(n, d=784, outputs=1, params=None, train_error=0.0):
+  if params is None:
+    params = 2 * n + d if outputs == 1 else d + n + outputs * n
+  return {"n": n, "d": d, "outputs": outputs, "params": params,
+          "train_error": train_error, "output_error": 1e-4,
+          "condition_number": 1e15}
+
+
+def reproduced_rows():
+  sweep = [case_row(n) for n in (500, 1000, 2000, 4000)]
+  summary = {"gaussian_random_labels": sweep[-1],
+             "mnist_true_labels": case_row(4000),
+             "mnist_random_labels": case_row(4000),
+             "mnist_random_labels_onehot": case_row(4000, outputs=10)}
+  return summary, sweep
+
+
+def verdicts(summary, sweep):
+  return [c.verdict for c in expressivity.claims(summary, sweep, "mnist")]
+
+
+class ClaimsTest(absltest.TestCase):
+  """Each criterion can pass and can fail (issue 13)."""
+
+  def test_reproduced_when_every_case_fits_exactly(self):
+    summary, sweep = reproduced_rows()
+    claims = expressivity.claims(summary, sweep, "mnist")
+    self.assertEqual([c.verdict for c in claims], ["REPRODUCED"] * 3)
+    for claim in claims:
+      self.assertEqual((claim.value, claim.uncertainty, claim.threshold),
+                       (0.0, 0.0, 0.0))
+
+  def test_one_extra_weight_fails_the_count(self):
+    summary, sweep = reproduced_rows()
+    sweep[1] = case_row(1000, params=2 * 1000 + 784 + 1)
+    self.assertEqual(verdicts(summary, sweep),
+                     ["NOT REPRODUCED", "REPRODUCED", "REPRODUCED"])
+
+  def test_one_misfit_point_fails_the_fit(self):
+    summary, sweep = reproduced_rows()
+    sweep[-1] = case_row(4000, train_error=1 / 4000)
+    self.assertEqual(verdicts(summary, sweep),
+                     ["REPRODUCED", "NOT REPRODUCED", "REPRODUCED"])
+    summary, sweep = reproduced_rows()
+    summary["mnist_true_labels"] = case_row(4000, train_error=1 / 4000)
+    self.assertEqual(verdicts(summary, sweep)[1], "NOT REPRODUCED")
+
+  def test_one_hot_count_and_fit(self):
+    for bad in (case_row(4000, outputs=10, params=784 + 4000 + 10 * 4000 + 1),
+                case_row(4000, outputs=10, train_error=0.01)):
+      summary, sweep = reproduced_rows()
+      summary["mnist_random_labels_onehot"] = bad
+      self.assertEqual(verdicts(summary, sweep),
+                       ["REPRODUCED", "REPRODUCED", "NOT REPRODUCED"])
+
+
+class ExactnessTest(absltest.TestCase):
+
+  def test_rounding_scale_predicts_the_output_error(self):
+    rng = np.random.default_rng(6)
+    x, labels = rng.normal(size=(400, 20)), rng.integers(0, 10, 400)
+    built = expressivity.construct(x, labels.astype(float), jax.random.key(6))
+    for dtype in (np.float64, np.float32):
+      error = np.max(np.abs(expressivity.predict(built.model, x, dtype)
+                            - labels))
+      scale = expressivity.rounding_scale(built.model, x, dtype)
+      # Within two orders of magnitude either way: a first-order estimate.
+      self.assertLess(error, 100 * scale, dtype)
+      self.assertGreater(error, scale / 100, dtype)
+
+  def test_check_size_refuses_systems_that_cannot_fit(self):
+    with self.assertRaisesRegex(ValueError, "valid: n <= 32768"):
+      expressivity.check_size(40000, 10)
+    with self.assertRaisesRegex(ValueError, "GiB"):
+      expressivity.check_size(1000, 10**12)
+    expressivity.check_size(4000, 784)
+
+
+def run_experiment(*args, check=True):
+  return subprocess.run([sys.executable, "experiments/expressivity.py", *args],
+                        capture_output=True, text=True, check=check)
+
+
+def test_experiment_smoke_and_resume(tmp_path):
   workdir = str(tmp_path / "expressivity")
-  subprocess.run([sys.executable, "experiments/expressivity.py", "--smoke",
-                  "--workdir", workdir, "--noprogress"], check=True)
+  first = run_experiment("--smoke", "--workdir", workdir, "--noprogress")
+  assert "pixels / 255" in first.stdout  # the paper's MNIST inputs
   with open(os.path.join(workdir, "results.json")) as f:
     results = json.load(f)
   summary = results["summary"]
@@ -106,11 +189,41 @@ def test_experiment_smoke(tmp_path):
                           "mnist_random_labels", "mnist_random_labels_onehot"}
   for case in summary.values():
     assert case["train_error"] == 0.0
+    assert case["output_error"] < 0.5
   scalar = summary["mnist_random_labels"]
   assert scalar["params"] == 2 * scalar["n"] + scalar["d"]
-  assert all(claim["reproduced"] for claim in results["claims"])
+  assert all(claim["verdict"] == "REPRODUCED" for claim in results["claims"])
   for figure in ("conditioning.png", "train_error.png"):
     assert os.path.exists(os.path.join(workdir, figure))
+
+  # Resume after a kill: finished cases are loaded, not recomputed.
+  cases = os.path.join(workdir, "cases")
+  kept = os.path.join(cases, "gaussian_n50.npz")
+  kept_mtime = os.stat(kept).st_mtime_ns
+  os.remove(os.path.join(cases, "mnist_random_labels.npz"))
+  os.remove(os.path.join(workdir, "results.json"))
+  run_experiment("--smoke", "--workdir", workdir, "--noprogress")
+  assert os.stat(kept).st_mtime_ns == kept_mtime
+  with open(os.path.join(workdir, "results.json")) as f:
+    resumed = json.load(f)["summary"]
+  for name, case in summary.items():
+    for field in ("params", "train_error", "test_error", "condition_number"):
+      assert resumed[name][field] == case[field], (name, field)
+
+
+@pytest.mark.parametrize("flag, named", [
+    ("--gaussian_dim=-5", "--gaussian_dim"),
+    ("--sizes=", "--sizes"),
+    ("--sizes=1,100", "--sizes"),
+    ("--sizes=100000", "n=100000"),
+])
+def test_bad_flags_exit_2_before_writing(tmp_path, flag, named):
+  workdir = str(tmp_path / "run")
+  result = run_experiment(flag, "--workdir", workdir, check=False)
+  assert result.returncode == 2, result.stderr
+  assert "error:" in result.stderr and named in result.stderr, result.stderr
+  assert "Traceback" not in result.stderr
+  assert not os.path.exists(workdir)
 
 
 if __name__ == "__main__":

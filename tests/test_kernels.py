@@ -1,5 +1,6 @@
 """Tests of minimum-norm solutions and kernel interpolation (memjax.kernels)."""
 
+import fractions
 import json
 import os
 import subprocess
@@ -21,49 +22,106 @@ def gaussian_problem(n=20, d=60, k=3, seed=0):
 
 
 def plain_sgd(features, targets, config):
-  """The same SGD as a Python loop over epochs and minibatches."""
+  """The same SGD as a Python loop over epochs and minibatches, the last one
+  partial when the batch size does not divide n."""
   _, order_key = jax.random.split(jax.random.key(config.seed))
   lr = 1.0 / np.max(np.sum(features * features, axis=1))
   w = np.zeros((features.shape[1], targets.shape[1]), np.float32)
-  n, steps = len(features), len(features) // config.batch_size
+  n = len(features)
   for epoch in range(config.epochs):
     order = np.asarray(jax.random.permutation(
         jax.random.fold_in(order_key, epoch), n))
-    for s in range(steps):
-      batch = order[s * config.batch_size:(s + 1) * config.batch_size]
+    for start in range(0, n, config.batch_size):
+      batch = order[start:start + config.batch_size]
       x, y = features[batch], targets[batch]
-      w = w - lr * x.T @ (x @ w - y) / config.batch_size
+      w = w - lr * x.T @ (x @ w - y) / len(batch)
   return w
+
+
+def ill_conditioned_problem(condition=1e7, n=6, d=10, seed=0):
+  """Phi = U diag(s) V^T with singular values from 1 to 1 / condition."""
+  rng = np.random.default_rng(seed)
+  u, _ = np.linalg.qr(rng.normal(size=(n, n)))
+  v, _ = np.linalg.qr(rng.normal(size=(d, n)))
+  features = u @ np.diag(np.logspace(0, -np.log10(condition), n)) @ v.T
+  return features, rng.normal(size=(n, 2))
+
+
+def exact_min_norm(features, targets):
+  """Phi^T (Phi Phi^T)^-1 y in exact rational arithmetic (float64 inputs are
+  binary fractions), rounded to float64 at the end: the reference solution."""
+  phi = [[fractions.Fraction(v) for v in row] for row in features.tolist()]
+  n = len(phi)
+  rows = [[sum(a * b for a, b in zip(phi[i], phi[j])) for j in range(n)]
+          + [fractions.Fraction(v) for v in targets[i].tolist()]
+          for i in range(n)]
+  for col in range(n):  # Gauss-Jordan elimination, exact
+    pivot = next(r for r in range(col, n) if rows[r][col] != 0)
+    rows[col], rows[pivot] = rows[pivot], rows[col]
+    for r in range(n):
+      if r != col and rows[r][col] != 0:
+        factor = rows[r][col] / rows[col][col]
+        rows[r] = [a - factor * b for a, b in zip(rows[r], rows[col])]
+  alpha = [[v / rows[i][i] for v in rows[i][n:]] for i in range(n)]
+  return np.array([[float(sum(phi[i][j] * alpha[i][c] for i in range(n)))
+                    for c in range(len(alpha[0]))]
+                   for j in range(len(phi[0]))])
 
 
 class MinimumNormTest(absltest.TestCase):
 
   def test_min_norm_weights_are_the_pseudo_inverse_solution(self):
     x, y = gaussian_problem()
-    np.testing.assert_allclose(kernels.min_norm_weights(x, y),
-                               np.linalg.pinv(x.astype(np.float64)) @ y,
-                               atol=1e-8)
+    for solver in kernels.MIN_NORM_SOLVERS:
+      np.testing.assert_allclose(kernels.min_norm_weights(x, y, solver),
+                                 np.linalg.pinv(x.astype(np.float64)) @ y,
+                                 atol=1e-8)
+
+  def test_lstsq_equals_cholesky_when_well_conditioned(self):
+    x, y = gaussian_problem(n=30, d=80, seed=3)
+    self.assertLess(np.divide(*kernels.singular_values(x)[[0, -1]]), 10)
+    np.testing.assert_allclose(kernels.min_norm_weights(x, y, "lstsq"),
+                               kernels.min_norm_weights(x, y, "cholesky"),
+                               rtol=0, atol=1e-12)
+
+  def test_lstsq_is_more_accurate_when_ill_conditioned(self):
+    # cond(Phi) = 1e7: the Gram matrix's is 1e14, so Cholesky keeps ~2 digits
+    # where the SVD keeps ~9.
+    x, y = ill_conditioned_problem(condition=1e7)
+    exact = exact_min_norm(x, y)
+    error = {solver: np.linalg.norm(kernels.min_norm_weights(x, y, solver)
+                                    - exact) / np.linalg.norm(exact)
+             for solver in kernels.MIN_NORM_SOLVERS}
+    self.assertLess(error["lstsq"], 1e-8)
+    self.assertGreater(error["cholesky"], 1e-6)
+    self.assertGreater(error["cholesky"], 100 * error["lstsq"])
 
   def test_min_norm_weights_reject_more_points_than_dimensions(self):
     x, y = gaussian_problem(n=30, d=5)
-    with self.assertRaisesRegex(ValueError, "n <= d"):
-      kernels.min_norm_weights(x, y)
+    for solver in kernels.MIN_NORM_SOLVERS:
+      with self.assertRaisesRegex(ValueError, "n <= d"):
+        kernels.min_norm_weights(x, y, solver)
+    with self.assertRaisesRegex(ValueError, "valid: lstsq, cholesky"):
+      kernels.min_norm_weights(x[:3], y[:3], "qr")
 
   def test_sgd_from_zero_converges_to_the_min_norm_solution(self):
     x, y = gaussian_problem()
-    trajectory = kernels.sgd_least_squares(
-        x, y, kernels.SGDConfig(epochs=200, batch_size=4))
-    chex.assert_shape(trajectory, (201, 60, 3))
-    np.testing.assert_array_equal(trajectory[0], 0.0)
     target = kernels.min_norm_weights(x, y)
-    distance = np.linalg.norm(trajectory[-1] - target) / np.linalg.norm(target)
+    run = kernels.sgd_least_squares(
+        x, y, kernels.SGDConfig(epochs=200, batch_size=4), reference=target)
+    chex.assert_shape(run.distances, (201,))
+    np.testing.assert_array_equal(run.initial, 0.0)
+    self.assertAlmostEqual(float(run.distances[0]), 1.0, places=6)
+    distance = np.linalg.norm(run.weights - target) / np.linalg.norm(target)
     self.assertLess(distance, 1e-3)
+    self.assertAlmostEqual(float(run.distances[-1]), distance, places=5)
 
   def test_sgd_from_random_init_lands_elsewhere(self):
     x, y = gaussian_problem()
     config = kernels.SGDConfig(epochs=200, batch_size=4, init_scale=0.1)
-    trajectory = kernels.sgd_least_squares(x, y, config)
-    w0, w = trajectory[0].astype(np.float64), trajectory[-1]
+    run = kernels.sgd_least_squares(x, y, config)
+    self.assertIsNone(run.distances)
+    w0, w = run.initial.astype(np.float64), run.weights
     target = kernels.min_norm_weights(x, y)
     # SGD never moves the init's component outside the data span.
     outside = w0 - kernels.min_norm_weights(x, x @ w0)
@@ -72,10 +130,29 @@ class MinimumNormTest(absltest.TestCase):
 
   def test_scan_matches_a_plain_loop(self):
     x, y = gaussian_problem(n=12, d=8)
-    config = kernels.SGDConfig(epochs=3, batch_size=5, seed=7)
-    trajectory = kernels.sgd_least_squares(x, y, config)
-    chex.assert_trees_all_close(trajectory[-1], plain_sgd(x, y, config),
-                                atol=1e-5)
+    for batch_size in (4, 5):  # 5 leaves a partial last batch of 2
+      config = kernels.SGDConfig(epochs=3, batch_size=batch_size, seed=7)
+      run = kernels.sgd_least_squares(x, y, config)
+      chex.assert_trees_all_close(run.weights, plain_sgd(x, y, config),
+                                  atol=1e-5)
+
+  def test_an_epoch_visits_every_example_once(self):
+    # Example i owns coordinate i, so after one epoch w_i != 0 exactly when
+    # example i was visited. 7 examples in batches of 3: 3, 3 and 1.
+    features, targets = np.eye(7, dtype=np.float32), np.ones((7, 1))
+    run = kernels.sgd_least_squares(
+        features, targets, kernels.SGDConfig(epochs=1, batch_size=3))
+    self.assertTrue(np.all(run.weights != 0), run.weights.ravel())
+
+  def test_bad_sgd_config_raises(self):
+    for bad in (dict(epochs=0), dict(batch_size=0), dict(init_scale=-1.0),
+                dict(init_scale=float("nan")), dict(learning_rate=0.0),
+                dict(learning_rate=float("inf"))):
+      with self.assertRaisesRegex(ValueError, "Invalid SGDConfig"):
+        kernels.SGDConfig(**bad)
+    x, y = gaussian_problem(n=5, d=8)
+    with self.assertRaisesRegex(ValueError, "valid: 1..5"):
+      kernels.sgd_least_squares(x, y, kernels.SGDConfig(batch_size=6))
 
   def test_random_fourier_features_approximate_the_rbf_kernel(self):
     x, _ = gaussian_problem(n=10, d=4)
@@ -164,24 +241,190 @@ class KernelInterpolationTest(absltest.TestCase):
       kernels.gabor_features(np.zeros((2, 8, 8, 3)))
 
 
-def test_experiment_smoke(tmp_path):
+def sgd_row(distance, se, out_of_span=1e-7, gap=1e-14):
+  return {"seeds": 3, "train_error": 0.0, "out_of_span": out_of_span,
+          "out_of_span_se": out_of_span / 10,
+          "sgd_vs_minnorm_distance": distance,
+          "sgd_vs_minnorm_distance_se": se,
+          "sgd_vs_minnorm_distance_cholesky": distance,
+          "minnorm_solver_gap_max": gap, "cholesky_error_scale_max": 1e-12,
+          "feature_condition_number": 100.0}
+
+
+def reproduced_summary():
+  """A summary in which every claim holds, with realistic noise."""
+  return {
+      "gaussian_linear_sgd": sgd_row(4e-6, 1e-7),
+      "linear_sgd": sgd_row(0.07, 0.005),
+      "rff_sgd": sgd_row(8e-6, 1e-7),
+      "linear_sgd_random_init": sgd_row(0.6, 0.01, out_of_span=0.5),
+      "rbf_random_labels": {"seeds": 3, "n": 4000, "train_error": 0.0,
+                            "train_error_max": 0.0, "test_error": 0.9,
+                            "test_error_se": 0.005, "solution_norm": 170.0,
+                            "relative_residual": 1e-14},
+      "rbf_true_labels": {"n": 4000, "train_error": 0.0, "test_error": 0.02,
+                          "test_n": 1000, "solution_norm": 48.0,
+                          "relative_residual": 1e-14},
+      "gabor_vs_raw": {"raw_test_error": 0.02, "gabor_test_error": 0.012,
+                       "test_error_gain": 0.008, "test_error_gain_se": 0.003,
+                       "raw_norm": 48.0, "gabor_norm": 64.0,
+                       "norm_ratio": 4 / 3, "norm_ratio_tolerance": 1e-13}}
+
+
+def verdicts(summary):
+  return {c.claim: c for c in kernels.claims(summary, num_classes=10)}
+
+
+def verdict_of(summary, words):
+  [claim] = [c for text, c in verdicts(summary).items()
+             if text.startswith(words) or f" {words}" in text]
+  return claim.verdict
+
+
+class ClaimsTest(absltest.TestCase):
+  """Each criterion can pass and can fail (issue 13)."""
+
+  def test_every_claim_reproduced_when_the_effects_are_present(self):
+    claims = verdicts(reproduced_summary())
+    self.assertLen(claims, 11)
+    for text, claim in claims.items():
+      self.assertEqual(claim.verdict, "REPRODUCED", text)
+      self.assertIsNotNone(claim.value, text)
+      self.assertIsNotNone(claim.uncertainty, text)
+      self.assertIsNotNone(claim.threshold, text)
+
+  def assert_not_reproduced(self, words, **changes):
+    """Changing the named summary entries flips the claim matching words."""
+    summary = reproduced_summary()
+    for case, fields in changes.items():
+      summary[case] = {**summary[case], **fields}
+    self.assertEqual(verdict_of(reproduced_summary(), words), "REPRODUCED")
+    self.assertEqual(verdict_of(summary, words), "NOT REPRODUCED")
+
+  def test_span(self):
+    self.assert_not_reproduced("stays in the span",
+                               rff_sgd={"out_of_span": 0.01})
+
+  def test_convergence_within_noise_of_the_threshold(self):
+    # 0.09 +- 0.01: the mean is below 0.1 but not by 2 SE.
+    self.assert_not_reproduced(
+        "linear_sgd: SGD from zero converges",
+        linear_sgd={"sgd_vs_minnorm_distance": 0.09,
+                    "sgd_vs_minnorm_distance_se": 0.01})
+    self.assert_not_reproduced(
+        "rff_sgd: SGD from zero converges",
+        rff_sgd={"sgd_vs_minnorm_distance": 0.5})
+    self.assert_not_reproduced(
+        "gaussian_linear_sgd: SGD from zero converges",
+        gaussian_linear_sgd={"sgd_vs_minnorm_distance": 0.2})
+
+  def test_one_seed_is_undecided(self):
+    self.assert_not_reproduced(
+        "linear_sgd: SGD from zero converges",
+        linear_sgd={"sgd_vs_minnorm_distance_se": None})
+
+  def test_control_random_init(self):
+    self.assert_not_reproduced(
+        "random init converges elsewhere",
+        linear_sgd_random_init={"sgd_vs_minnorm_distance": 0.05})
+
+  def test_solver_gap(self):
+    self.assert_not_reproduced("does not depend on the solver",
+                               linear_sgd={"minnorm_solver_gap_max": 1e-4})
+
+  def test_rbf_interpolation(self):
+    self.assert_not_reproduced("interpolates true and random labels",
+                               rbf_random_labels={"train_error_max": 0.001})
+    self.assert_not_reproduced("interpolates true and random labels",
+                               rbf_true_labels={"train_error": 0.002})
+
+  def test_generalization_within_noise_of_the_threshold(self):
+    # 4.5% of 1,000: the Jeffreys interval reaches above 5%.
+    self.assert_not_reproduced("generalizes on true labels",
+                               rbf_true_labels={"test_error": 0.045})
+
+  def test_random_labels_at_chance(self):
+    self.assert_not_reproduced("test error at chance",
+                               rbf_random_labels={"test_error": 0.8})
+    # 88% +- 1%: the mean is in the band, its 2 SE interval is not.
+    self.assert_not_reproduced("test error at chance",
+                               rbf_random_labels={"test_error": 0.88,
+                                                  "test_error_se": 0.01})
+
+  def test_gabor_error_within_noise(self):
+    self.assert_not_reproduced("lowers the RBF test error",
+                               gabor_vs_raw={"test_error_gain": 0.004})
+
+  def test_gabor_norm(self):
+    self.assert_not_reproduced("norm does not predict generalization",
+                               gabor_vs_raw={"norm_ratio": 0.8})
+
+
+def run_experiment(*args, check=True):
+  return subprocess.run(
+      [sys.executable, "experiments/implicit_regularization.py", *args],
+      capture_output=True, text=True, check=check)
+
+
+def test_experiment_smoke_and_resume(tmp_path):
   workdir = str(tmp_path / "implicit_regularization")
-  subprocess.run([sys.executable, "experiments/implicit_regularization.py",
-                  "--smoke", "--workdir", workdir, "--noprogress"], check=True)
+  run_experiment("--smoke", "--workdir", workdir, "--noprogress")
   with open(os.path.join(workdir, "results.json")) as f:
     results = json.load(f)
   summary = results["summary"]
   for case in ("gaussian_linear_sgd", "linear_sgd", "rff_sgd",
                "rbf_true_labels", "rbf_random_labels", "linear_true_labels",
-               "gabor_rbf_true_labels"):
+               "gabor_rbf_true_labels", "gabor_vs_raw"):
     assert case in summary
   for case in ("rbf_true_labels", "rbf_random_labels"):
     assert summary[case]["train_error"] == 0.0
     assert summary[case]["solution_norm"] > 0
-  assert summary["linear_sgd"]["out_of_span"] < 1e-3
-  assert summary["linear_sgd"]["sgd_vs_minnorm_distance"] is not None
-  assert len(results["claims"]) >= 4
+  sgd = summary["linear_sgd"]
+  assert sgd["seeds"] == 2 and sgd["out_of_span"] < 1e-3
+  assert sgd["minnorm_solver_gap"] < 1e-10
+  assert abs(sgd["sgd_vs_minnorm_distance"]
+             - sgd["sgd_vs_minnorm_distance_cholesky"]) < 1e-8
+  assert len(results["runs"]["sgd_distance_per_epoch"]["linear_sgd"]) == 2
+  assert all(c["verdict"] in ("REPRODUCED", "NOT REPRODUCED")
+             and c["threshold"] is not None for c in results["claims"])
   assert os.path.exists(os.path.join(workdir, "sgd_distance.png"))
+
+  # Resume after a kill: finished cases are loaded, the missing one is
+  # recomputed, and the results are the same.
+  cases = os.path.join(workdir, "cases")
+  kept = os.path.join(cases, "linear_sgd_seed0.npz")
+  kept_mtime = os.stat(kept).st_mtime_ns
+  os.remove(os.path.join(cases, "rff_sgd_seed1.npz"))
+  os.remove(os.path.join(workdir, "results.json"))
+  run_experiment("--smoke", "--workdir", workdir, "--noprogress")
+  assert os.stat(kept).st_mtime_ns == kept_mtime
+  assert os.path.exists(os.path.join(cases, "rff_sgd_seed1.npz"))
+  with open(os.path.join(workdir, "results.json")) as f:
+    resumed = json.load(f)
+  assert [c["verdict"] for c in resumed["claims"]] == [
+      c["verdict"] for c in results["claims"]]
+  for case in ("rff_sgd", "linear_sgd", "rbf_random_labels"):
+    assert (resumed["summary"][case]["test_error"]
+            == summary[case]["test_error"])
+  np.testing.assert_allclose(
+      resumed["summary"]["rff_sgd"]["sgd_vs_minnorm_distance"],
+      summary["rff_sgd"]["sgd_vs_minnorm_distance"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("flag, named", [
+    ("--sgd_train_size=-3", "--sgd_train_size"),
+    ("--rff_features=-10", "--rff_features"),
+    ("--rff_features=0", "--rff_features"),
+    ("--sgd_batch_size=300", "--sgd_batch_size 300"),
+    ("--sgd_train_size=5000", "--sgd_train_size 5000"),
+])
+def test_bad_flags_exit_2_before_writing(tmp_path, flag, named):
+  workdir = str(tmp_path / "run")
+  result = run_experiment(flag, "--workdir", workdir, check=False)
+  assert result.returncode == 2, result.stderr
+  assert "error:" in result.stderr and named in result.stderr, result.stderr
+  assert "Traceback" not in result.stderr
+  assert not os.path.exists(workdir)
 
 
 if __name__ == "__main__":
