@@ -21,33 +21,48 @@ of interruptions. Every run trains for exactly ``train.max_epochs`` epochs
 
 Chunks. ``chunk_size`` runs are trained at once by one jitted function: the
 Trainer's vmapped epoch with ``train_index`` of shape (chunk, m) gives each lane
-its own subset of the same arrays, and a ``lax.scan`` runs the epochs. Each
+its own subset of the same arrays, and a ``lax.scan`` runs the epochs. An epoch
+visits every example of the run's subset once (the last batch is partial, its
+filler weighted 0: ``Trainer.epoch_batches`` / ``epoch_weights``). Each
 finished chunk's subset masks and clean eval-mode correctness on the whole
-training and test sets are written atomically to ``<directory>/<chunk>.npz``,
-so an interrupted estimate resumes without losing finished chunks and equals
-the uninterrupted one.
+training and test sets are written to ``<directory>/<chunk>.npz`` with
+``checkpointing.save_npz`` (atomic, registered in the workdir, stamped with the
+fingerprint of the estimate's config and data), so an interrupted estimate
+resumes without losing finished chunks and equals the uninterrupted one; a
+chunk file from another configuration, or a damaged one, is refused with one
+line naming the file.
 
-Standard errors. A conditional accuracy ``p`` measured on ``k`` runs has the
-binomial standard error ``sqrt(p (1 - p) / k)``; a difference of two
-independent ones adds the variances. The ``k`` are the numbers of runs that
-held an example in and out (``num_in``, ``num_out``). Where every run agreed
-(``p`` is 0 or 1) this plug-in estimate is 0.
+Uncertainty. A conditional accuracy measured as ``h`` hits in ``k`` runs is a
+binomial proportion; its uncertainty is the Jeffreys interval's half-width in
+standard-error units (``stats.jeffreys_se``), which stays positive where every
+run agreed (``h`` = 0 or ``k``), unlike the plug-in ``sqrt(p (1 - p) / k)``.
+A difference of two independent proportions (memorization, influence) adds
+the two squared errors. The ``k`` are the numbers of runs that held an example
+in and out (``num_in``, ``num_out``).
+
+Geometry. ``knn_label_agreement`` (the share of an example's nearest training
+inputs that share its label: a k-NN estimate of Jiang et al.'s relative local
+density of its class) and ``distance_percentile`` (how near a training example
+is to a test example compared with the other training examples of the test
+example's label) relate the scores to the input space, independently of any
+network.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import time
-import zlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy import stats as scipy_stats
 import tqdm
 
+from memjax import checkpointing
+from memjax import stats
 from memjax import training
 
 # Streams derived from each run's key.
@@ -74,6 +89,12 @@ class EstimateConfig:
       if not 0.0 < ratio < 1.0:
         raise ValueError(f"Subset ratio {ratio} is not in (0, 1); every run "
                          "must train on some examples and hold some out.")
+
+  def check_data(self, num_train: int) -> None:
+    """Raises ValueError, before any training, unless every ratio gives a
+    subset that holds some of ``num_train`` examples in and some out."""
+    for ratio in self.ratios:
+      subset_size(ratio, num_train)
 
 
 def subset_size(ratio: float, num_train: int) -> int:
@@ -138,7 +159,9 @@ class SubsetRuns:
 
 def chunk_function(train: training.TrainConfig, input_shape, num_classes: int):
   """Jitted (keys, train_index, x_train, y_train, x_test, y_test) -> (train
-  correct (R, n), test correct (R, n_test), losses (R, steps)) of R runs.
+  correct (R, n), test correct (R, n_test), losses (R, steps), eval_finite
+  (R,)) of R runs; ``eval_finite``: every clean evaluation loss of the run's
+  final model is finite (a divergence on the last update shows only there).
 
   Cached per Trainer (``training.cached_trainer``) and epoch count, so every
   estimate (and every chunk of one) with the same shapes reuses one compiled
@@ -161,11 +184,13 @@ def _chunk_function(trainer: training.Trainer, num_epochs: int):
 
     state, losses = jax.lax.scan(epoch, trainer.init(train_keys),
                                  jnp.arange(num_epochs))
-    _, train_correct = trainer.evaluate(state, x_train, y_train)
-    _, test_correct = trainer.evaluate(state, x_test, y_test)
+    train_losses, train_correct = trainer.evaluate(state, x_train, y_train)
+    test_losses, test_correct = trainer.evaluate(state, x_test, y_test)
+    eval_finite = (jnp.isfinite(train_losses).all(axis=1)
+                   & jnp.isfinite(test_losses).all(axis=1))
     # losses: (epochs, R, steps) -> (R, epochs * steps) in step order.
     losses = jnp.moveaxis(losses, 1, 0).reshape(keys.shape[0], -1)
-    return train_correct, test_correct, losses
+    return train_correct, test_correct, losses, eval_finite
 
   return jax.jit(train_chunk)
 
@@ -190,16 +215,25 @@ class SubsetTrainer:
     index = subset_indices(keys, n,
                            subset_size(self.config.ratios[ratio_index], n))
     d = self.data
-    train_correct, test_correct, losses = self._train_chunk(
+    train_correct, test_correct, losses, eval_finite = self._train_chunk(
         keys, index, d.x_train, d.y_train, d.x_test, d.y_test)
+    run_text = lambda lane: (
+        f"subset run {int(runs[lane])} at ratio "
+        f"{self.config.ratios[ratio_index]} (seed {self.config.train.seed}, "
+        f"model {self.config.train.model}, learning rate "
+        f"{self.config.train.lr})")
     bad = training.first_nonfinite(losses)
     if bad is not None:
       lane, step = bad
       raise FloatingPointError(
-          f"Non-finite training loss in subset run {int(runs[lane])} at ratio "
-          f"{self.config.ratios[ratio_index]} (seed {self.config.train.seed}) "
-          f"at step {step} (model {self.config.train.model}, learning rate "
-          f"{self.config.train.lr}). Lower --learning_rate.")
+          f"Non-finite training loss in {run_text(lane)} at step {step}. "
+          "Lower --learning_rate.")
+    eval_finite = np.asarray(eval_finite)
+    if not eval_finite.all():
+      raise FloatingPointError(
+          f"Non-finite evaluation loss of the final model of "
+          f"{run_text(int(np.argmin(eval_finite)))}: training diverged. Lower "
+          "--learning_rate.")
     return (masks_from_indices(index, n), np.asarray(train_correct),
             np.asarray(test_correct))
 
@@ -217,31 +251,32 @@ def chunks(config: EstimateConfig):
 
 def fingerprint(config: EstimateConfig, data: training.TrainData) -> str:
   """Identifies the config and the data a chunk file was computed from."""
-  checksums = {name: zlib.crc32(np.ascontiguousarray(getattr(data, name)))
-               for name in ("x_train", "y_train", "x_test", "y_test")}
   # seed_chunk changes how runs execute, not their results (cli's
   # EXECUTION_FLAGS): a directory resumes under any value.
   config = dataclasses.replace(
       config, train=dataclasses.replace(config.train, seed_chunk=None))
-  return json.dumps({"config": dataclasses.asdict(config),
-                     "data": checksums}, sort_keys=True)
+  return checkpointing.fingerprint(config, data.x_train, data.y_train,
+                                   data.x_test, data.y_test, data.num_classes)
 
 
-def _save_chunk(path: str, arrays: dict) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "wb") as f:
-    np.savez_compressed(f, **arrays)
-  os.replace(tmp, path)
+_CHUNK_SHAPES = {"masks": "train", "train_correct": "train",
+                 "test_correct": "test", "runs": None, "ratio": None,
+                 "seconds": (), "cpu_seconds": ()}
 
 
-def _load_chunk(path: str, expected_fingerprint: str) -> dict:
-  with np.load(path) as f:
-    arrays = {k: f[k] for k in f.files}
-  if str(arrays["fingerprint"]) != expected_fingerprint:
-    raise ValueError(
-        f"Chunk file {path!r} was computed with another configuration or "
-        "dataset. Re-run with the original settings to resume, or use another "
-        "directory.")
+def _load_chunk(path: str, stamp: str, num_runs: int,
+                data: training.TrainData) -> dict:
+  """A finished chunk's arrays; ValueError naming the file when it is damaged,
+  incomplete or from another configuration."""
+  arrays = checkpointing.load_npz(path, stamp)
+  columns = {"train": (num_runs, data.num_train),
+             "test": (num_runs, data.y_test.shape[0]), None: (num_runs,)}
+  for key, shape in _CHUNK_SHAPES.items():
+    expected = shape if shape == () else columns[shape]
+    if key not in arrays or arrays[key].shape != expected:
+      raise ValueError(f"{path} is damaged (its {key!r} array is missing or "
+                       f"not of shape {expected}); delete {path} to recompute "
+                       "it, or re-run with --overwrite.")
   return arrays
 
 
@@ -253,6 +288,7 @@ def estimate_runs(config: EstimateConfig, data: training.TrainData,
   subset_trainer = SubsetTrainer(config, data)
   stamp = fingerprint(config, data)
   if directory is not None:
+    checkpointing.register(directory)
     os.makedirs(directory, exist_ok=True)
   parts = []
   bar = tqdm.tqdm(total=config.num_runs * len(config.ratios), desc=progress,
@@ -260,7 +296,7 @@ def estimate_runs(config: EstimateConfig, data: training.TrainData,
   for name, ratio_index, runs in chunks(config):
     path = os.path.join(directory, name + ".npz") if directory else None
     if path and os.path.exists(path):
-      arrays = _load_chunk(path, stamp)
+      arrays = _load_chunk(path, stamp, len(runs), data)
     else:
       start, cpu_start = time.perf_counter(), time.process_time()
       masks, train_correct, test_correct = subset_trainer.run_chunk(
@@ -270,10 +306,9 @@ def estimate_runs(config: EstimateConfig, data: training.TrainData,
                 "ratio": np.full(len(runs), config.ratios[ratio_index],
                                  np.float32),
                 "seconds": np.float64(time.perf_counter() - start),
-                "cpu_seconds": np.float64(time.process_time() - cpu_start),
-                "fingerprint": np.str_(stamp)}
+                "cpu_seconds": np.float64(time.process_time() - cpu_start)}
       if path:
-        _save_chunk(path, arrays)
+        checkpointing.save_npz(path, stamp, **arrays)
     parts.append(arrays)
     bar.update(len(runs))
   bar.close()
@@ -299,16 +334,18 @@ def _rate(hits, count):
     return np.where(count > 0, hits / np.maximum(count, 1), np.nan)
 
 
-def _binomial_variance(p, count):
-  with np.errstate(invalid="ignore", divide="ignore"):
-    return np.where(count > 0, p * (1 - p) / np.maximum(count, 1), np.nan)
+def _proportion_se(hits, count):
+  """The Jeffreys standard error of hits / count (NaN where count is 0)."""
+  count = np.broadcast_to(count, np.shape(hits))
+  se = stats.jeffreys_se(hits, np.maximum(count, 1))
+  return np.where(count > 0, se, np.nan)
 
 
-def _in_out_accuracy(masks, correct):
-  """Accuracy on each column of ``correct`` when example i is in / out.
+def _in_out_hits(masks, correct):
+  """Hits on each column of ``correct`` when example i is in / out.
 
-  ``masks`` (R, n), ``correct`` (R, c) -> p_in, p_out, num_in, num_out with
-  p of shape (n, c) and counts of shape (n, 1).
+  ``masks`` (R, n), ``correct`` (R, c) -> (hits_in, num_in, hits_out,
+  num_out), hits of shape (n, c) and counts of shape (n, 1).
   """
   masks = np.asarray(masks, np.float64)
   correct = np.asarray(correct, np.float64)
@@ -316,14 +353,17 @@ def _in_out_accuracy(masks, correct):
   num_out = masks.shape[0] - num_in
   hits_in = masks.T @ correct
   hits_out = correct.sum(0)[None, :] - hits_in
-  return _rate(hits_in, num_in), _rate(hits_out, num_out), num_in, num_out
+  return hits_in, num_in, hits_out, num_out
 
 
-def _difference(p_in, p_out, num_in, num_out) -> Estimate:
-  """p_in - p_out with the standard error of two independent binomials."""
-  stderr = np.sqrt(_binomial_variance(p_in, num_in) +
-                   _binomial_variance(p_out, num_out))
-  return Estimate(p_in - p_out, stderr, num_in, num_out)
+def _difference(hits_in, num_in, hits_out, num_out) -> Estimate:
+  """hits_in / num_in - hits_out / num_out with the standard error of two
+  independent binomial proportions (Jeffreys)."""
+  stderr = np.sqrt(_proportion_se(hits_in, num_in) ** 2 +
+                   _proportion_se(hits_out, num_out) ** 2)
+  return Estimate(_rate(hits_in, num_in) - _rate(hits_out, num_out), stderr,
+                  np.broadcast_to(num_in, np.shape(hits_in)),
+                  np.broadcast_to(num_out, np.shape(hits_in)))
 
 
 def memorization(masks, train_correct) -> Estimate:
@@ -336,15 +376,16 @@ def memorization(masks, train_correct) -> Estimate:
   correct = np.asarray(train_correct, bool)
   num_in = masks.sum(0)
   num_out = masks.shape[0] - num_in
-  return _difference(_rate((masks & correct).sum(0), num_in),
-                     _rate((~masks & correct).sum(0), num_out), num_in, num_out)
+  return _difference((masks & correct).sum(0), num_in,
+                     (~masks & correct).sum(0), num_out)
 
 
 def influence(masks, test_correct) -> Estimate:
-  """Dense infl(i, j) = P(j right | i in) - P(j right | i out): (n, n_test)."""
-  p_in, p_out, num_in, num_out = _in_out_accuracy(masks, test_correct)
-  return _difference(p_in, p_out, np.broadcast_to(num_in, p_in.shape),
-                     np.broadcast_to(num_out, p_in.shape))
+  """Dense infl(i, j) = P(j right | i in) - P(j right | i out): (n, n_test).
+
+  Its standard errors cost two Jeffreys intervals per pair; for large sets use
+  ``influence_top_k``, which computes them for the kept pairs only."""
+  return _difference(*_in_out_hits(masks, test_correct))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -361,7 +402,8 @@ def influence_top_k(masks, test_correct, k: int,
   """Top-k influence per test example without the dense (n, n_test) matrix.
 
   Test examples are processed ``block_size`` at a time, so memory stays at
-  (n, block_size). Ties are broken by the lower training index.
+  (n, block_size); standard errors are computed for the kept pairs only. Ties
+  are broken by the lower training index.
   """
   masks = np.asarray(masks, np.float64)  # converted once, not per block
   test_correct = np.asarray(test_correct)
@@ -370,14 +412,36 @@ def influence_top_k(masks, test_correct, k: int,
     raise ValueError(f"k={k} must be in [1, {n}] (the training set size).")
   index, value, stderr = [], [], []
   for start in range(0, test_correct.shape[1], block_size):
-    block = influence(masks, test_correct[:, start:start + block_size])
-    scores = np.nan_to_num(block.value.T, nan=-np.inf)  # (block, n)
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    hits_in, num_in, hits_out, num_out = _in_out_hits(
+        masks, test_correct[:, start:start + block_size])
+    values = (_rate(hits_in, num_in) - _rate(hits_out, num_out)).T  # (b, n)
+    top = np.argsort(-np.nan_to_num(values, nan=-np.inf), axis=1,
+                     kind="stable")[:, :k]
+    kept = lambda a: np.take_along_axis(
+        np.broadcast_to(a, hits_in.shape).T, top, axis=1)
+    pairs = _difference(kept(hits_in), kept(num_in), kept(hits_out),
+                        kept(num_out))
     index.append(top)
-    value.append(np.take_along_axis(block.value.T, top, axis=1))
-    stderr.append(np.take_along_axis(block.stderr.T, top, axis=1))
+    value.append(pairs.value)
+    stderr.append(pairs.stderr)
   return TopInfluence(np.concatenate(index), np.concatenate(value),
                       np.concatenate(stderr))
+
+
+def influence_p_values(masks, test_correct, train_index,
+                       test_index) -> np.ndarray:
+  """One-sided p-value of Fisher's exact test for each pair (train_index[p],
+  test_index[p]): that the test example is right more often in the runs that
+  trained on the training example than in the runs that held it out (null:
+  its correctness does not depend on the example). Exact at any number of
+  runs, unlike a normal approximation far in the tail."""
+  masks = np.asarray(masks, bool)[:, np.asarray(train_index, int)]
+  correct = np.asarray(test_correct, bool)[:, np.asarray(test_index, int)]
+  hits_in = (masks & correct).sum(0)
+  # Of the runs, num_in train on i; hits of them got j right: P(X >= hits_in)
+  # for X the hits among num_in runs drawn without replacement.
+  return scipy_stats.hypergeom.sf(hits_in - 1, masks.shape[0], correct.sum(0),
+                                  masks.sum(0))
 
 
 def heldout_accuracy(masks, correct) -> Estimate:
@@ -386,8 +450,8 @@ def heldout_accuracy(masks, correct) -> Estimate:
   masks = (np.zeros(correct.shape, bool) if masks is None
            else np.asarray(masks, bool))
   num_out = (~masks).sum(0)
-  p_out = _rate((~masks & correct).sum(0), num_out)
-  return Estimate(p_out, np.sqrt(_binomial_variance(p_out, num_out)),
+  hits = (~masks & correct).sum(0)
+  return Estimate(_rate(hits, num_out), _proportion_se(hits, num_out),
                   masks.sum(0), num_out)
 
 
@@ -397,7 +461,7 @@ def c_score(run_ratios, masks, correct) -> Estimate:
   ``run_ratios`` (R,) gives each run's ratio; ``masks`` (R, n) or None for
   examples no run trained on (a test set); ``correct`` (R, n). Each ratio's
   held-out accuracy gets equal weight, whatever its number of runs; the
-  standard error combines the per-ratio binomial errors.
+  standard error combines the per-ratio (Jeffreys) binomial errors.
   """
   run_ratios = np.asarray(run_ratios)
   parts = []
@@ -411,3 +475,57 @@ def c_score(run_ratios, masks, correct) -> Estimate:
   stderr = np.sqrt(sum(p.stderr ** 2 for p in parts)) / k
   return Estimate(value, stderr, sum(p.num_in for p in parts),
                   sum(p.num_out for p in parts))
+
+
+def _squared_distances(a, b):
+  """(len(a), len(b)) squared Euclidean distances of flattened inputs."""
+  a = np.asarray(a, np.float64).reshape(len(a), -1)
+  b = np.asarray(b, np.float64).reshape(len(b), -1)
+  d2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
+  return np.maximum(d2, 0.0)
+
+
+def knn_label_agreement(x, labels, k: int = 10,
+                        block_size: int = 1024) -> np.ndarray:
+  """Per example, the share of its ``k`` nearest other examples (Euclidean
+  distance of the inputs) that carry its label.
+
+  A k-NN estimate of an example's relative local density of its own class (the
+  input-space proxy of Jiang et al.'s C-score): low for atypical or ambiguous
+  examples, which lie among other classes. Memory stays at (block_size, n).
+  """
+  labels = np.asarray(labels)
+  n = len(labels)
+  if not 1 <= k < n:
+    raise ValueError(f"k={k} must be in [1, {n - 1}] (the other examples).")
+  agreement = np.empty(n)
+  for start in range(0, n, block_size):
+    rows = np.arange(start, min(start + block_size, n))
+    d2 = _squared_distances(np.asarray(x)[rows], x)
+    d2[np.arange(len(rows)), rows] = np.inf  # not its own neighbour
+    nearest = np.argpartition(d2, k - 1, axis=1)[:, :k]
+    agreement[rows] = (labels[nearest] == labels[rows, None]).mean(1)
+  return agreement
+
+
+def distance_percentile(x_train, train_labels, x_test, test_labels,
+                        train_index, test_index) -> np.ndarray:
+  """For each pair (train_index[p], test_index[p]), the share of the other
+  training examples labelled like the test example that lie nearer to it
+  (ties count half): 0.5 on average for a random same-label training example,
+  near 0 for a near duplicate; NaN where no other training example has the
+  label."""
+  train_labels = np.asarray(train_labels)
+  test_index = np.asarray(test_index, int)
+  train_index = np.asarray(train_index, int)
+  out = np.full(len(test_index), np.nan)
+  if not len(test_index):
+    return out
+  d2 = _squared_distances(np.asarray(x_test)[test_index], x_train)
+  for p, (i, j) in enumerate(zip(train_index, test_index)):
+    others = train_labels == np.asarray(test_labels)[j]
+    others[i] = False
+    if others.any():
+      d = d2[p, others]
+      out[p] = ((d < d2[p, i]).sum() + 0.5 * (d == d2[p, i]).sum()) / len(d)
+  return out

@@ -1,7 +1,12 @@
-"""Tests of memjax.memorization and experiments/memorization_scores.py."""
+"""Tests of memjax.memorization and experiments/memorization_scores.py: the
+estimators against loops and a lookup "model" with a known answer, Jeffreys
+uncertainties, chunked training and resume, damaged chunk files, every claim
+fed summaries with and without its effect, and the script end to end."""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import json
 import os
 import shutil
@@ -12,11 +17,29 @@ import tempfile
 from absl.testing import absltest
 import chex
 import numpy as np
+from scipy import stats as scipy_stats
 
+from memjax import checkpointing
 from memjax import cli
 from memjax import data as data_lib
 from memjax import memorization
+from memjax import stats
 from memjax import training
+
+
+def _load_experiment():
+  """experiments/memorization_scores.py as a module (its claims and analyses
+  are pure functions)."""
+  path = os.path.join(os.path.dirname(__file__), os.pardir, "experiments",
+                      "memorization_scores.py")
+  spec = importlib.util.spec_from_file_location(
+      "experiment_memorization_scores", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+experiment = _load_experiment()
 
 
 def _tempdir(test: absltest.TestCase) -> str:
@@ -74,6 +97,11 @@ class MaskBookkeepingTest(absltest.TestCase):
         memorization.EstimateConfig(train, **kwargs)
     with self.assertRaisesRegex(ValueError, "0.01"):
       memorization.subset_size(0.01, 10)
+    # Checked against the data before any training.
+    config = memorization.EstimateConfig(train, ratios=(0.7, 0.01))
+    config.check_data(1000)
+    with self.assertRaisesRegex(ValueError, "0.01"):
+      config.check_data(10)
 
 
 class EstimatorTest(absltest.TestCase):
@@ -95,9 +123,30 @@ class EstimatorTest(absltest.TestCase):
   def test_memorization_of_a_lookup_model(self):
     mem = memorization.memorization(self.masks, self.train_correct)
     np.testing.assert_array_equal(mem.value, [1, 1, 1, 0, 0, 0])
-    np.testing.assert_array_equal(mem.stderr, 0)
     np.testing.assert_array_equal(mem.num_in + mem.num_out, 400)
     np.testing.assert_array_equal(mem.num_in, self.masks.sum(0))
+    # Every run agreed, yet the uncertainty is not 0 (the plug-in binomial
+    # error would be): about 1 / (2 * 200) per proportion, in SE units.
+    self.assertTrue((mem.stderr > 0).all())
+    self.assertTrue((mem.stderr < 0.02).all())
+
+  def test_jeffreys_uncertainty_is_not_degenerate_at_0_and_1(self):
+    masks = np.zeros((50, 3), bool)
+    masks[:20] = True  # held out in runs 20-49
+    correct = np.zeros((50, 3), bool)
+    correct[:, 1] = True  # always right
+    correct[::2, 2] = True  # right half the time
+    held_out = memorization.heldout_accuracy(masks, correct)
+    np.testing.assert_array_equal(held_out.value, [0.0, 1.0, 0.5])
+    np.testing.assert_array_equal(held_out.num_out, 30)
+    self.assertTrue((held_out.stderr > 0).all())
+    np.testing.assert_allclose(held_out.stderr,
+                               stats.jeffreys_se([0, 30, 15], 30))
+    # At 0 and 1 the error is smaller than at 1/2, but well above 0.
+    self.assertGreater(held_out.stderr[0], 0.01)
+    self.assertLess(held_out.stderr[0], held_out.stderr[2])
+    c = memorization.c_score(np.full(50, 0.4), masks, correct)
+    self.assertTrue((c.stderr > 0).all())
 
   def test_c_score_of_a_lookup_model(self):
     ratios = np.where(np.arange(400) < 200, 0.3, 0.7)
@@ -112,7 +161,7 @@ class EstimatorTest(absltest.TestCase):
     chex.assert_shape(top.index, (3, 2))
     self.assertEqual(top.index[0, 0], 4)
     self.assertEqual(top.value[0, 0], 1.0)
-    self.assertEqual(top.stderr[0, 0], 0.0)
+    self.assertBetween(top.stderr[0, 0], 1e-3, 0.02)  # Jeffreys, not 0
     np.testing.assert_array_equal(top.value[1], 0.0)  # always right
     self.assertEqual(set(top.index[2]), {1, 2})
     # Held in, 1 makes test 2 right exactly when 2 is in too (about half).
@@ -139,9 +188,11 @@ class EstimatorTest(absltest.TestCase):
     for i in range(8):
       (p_in, k_in), (p_out, k_out) = in_out(correct[:, i], masks[:, i])
       np.testing.assert_allclose(mem.value[i], p_in - p_out)
-      np.testing.assert_allclose(
-          mem.stderr[i], np.sqrt(p_in * (1 - p_in) / k_in +
-                                 p_out * (1 - p_out) / k_out))
+      if i < 7:
+        np.testing.assert_allclose(
+            mem.stderr[i],
+            np.hypot(stats.jeffreys_se(p_in * k_in, k_in),
+                     stats.jeffreys_se(p_out * k_out, k_out)))
       for j in range(5):
         (q_in, _), (q_out, _) = in_out(test_correct[:, j], masks[:, i])
         np.testing.assert_allclose(dense.value[i, j], q_in - q_out)
@@ -156,6 +207,56 @@ class EstimatorTest(absltest.TestCase):
                          kind="stable")[:3]
       np.testing.assert_array_equal(top.index[j], order)
       np.testing.assert_allclose(top.value[j], dense.value[order, j])
+      np.testing.assert_allclose(top.stderr[j], dense.stderr[order, j])
+
+  def test_influence_p_values_are_fisher_exact_tests(self):
+    rng = np.random.default_rng(2)
+    masks = _random_runs(rng, 40, 6, ratio=0.5)
+    test_correct = rng.random((40, 3)) < 0.5
+    test_correct[:, 0] = masks[:, 2]  # test 0 depends on training example 2
+    train_index, test_index = [2, 0, 5, 1], [0, 0, 1, 2]
+    p = memorization.influence_p_values(masks, test_correct, train_index,
+                                        test_index)
+    for k, (i, j) in enumerate(zip(train_index, test_index)):
+      table = [[(masks[:, i] & test_correct[:, j]).sum(),
+                (masks[:, i] & ~test_correct[:, j]).sum()],
+               [(~masks[:, i] & test_correct[:, j]).sum(),
+                (~masks[:, i] & ~test_correct[:, j]).sum()]]
+      expected = scipy_stats.fisher_exact(table, alternative="greater").pvalue
+      np.testing.assert_allclose(p[k], expected, rtol=1e-9)
+    self.assertLess(p[0], 1e-9)
+
+
+class GeometryTest(absltest.TestCase):
+
+  def test_knn_label_agreement_matches_a_loop(self):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(30, 2, 2, 1)).astype(np.float32)
+    labels = rng.integers(0, 3, 30)
+    got = memorization.knn_label_agreement(x, labels, k=4, block_size=7)
+    flat = x.reshape(30, -1)
+    for i in range(30):
+      d = ((flat - flat[i]) ** 2).sum(1)
+      d[i] = np.inf
+      nearest = np.argsort(d)[:4]
+      self.assertAlmostEqual(got[i], (labels[nearest] == labels[i]).mean())
+    with self.assertRaises(ValueError):
+      memorization.knn_label_agreement(x, labels, k=30)
+
+  def test_distance_percentile(self):
+    x_train = np.arange(6, dtype=np.float32).reshape(6, 1, 1, 1)
+    y_train = np.array([0, 0, 0, 0, 1, 1])
+    x_test = np.array([0.1, 3.0], np.float32).reshape(2, 1, 1, 1)
+    y_test = np.array([0, 0])
+    # Test 0 sits on training 0 (nearest of class 0): no other is nearer.
+    # Training 3 is the farthest class-0 example from test 0: all 3 nearer.
+    # Test 1 is at training 3: training 2 is at distance 1, like training 4,
+    # which is of another class and does not count.
+    got = memorization.distance_percentile(x_train, y_train, x_test, y_test,
+                                           [0, 3, 2], [0, 0, 1])
+    np.testing.assert_allclose(got, [0.0, 1.0, 1 / 3])
+    self.assertEmpty(memorization.distance_percentile(
+        x_train, y_train, x_test, y_test, [], []))
 
 
 class ChunkedEstimateTest(absltest.TestCase):
@@ -208,9 +309,197 @@ class ChunkedEstimateTest(absltest.TestCase):
     self.assertEqual(os.stat(first).st_mtime_ns, mtime)  # reused, not redone
     self.assertEqual(sorted(os.listdir(directory)), files)
     self.assert_same_runs(resumed, whole)
-    with self.assertRaisesRegex(ValueError, "another configuration"):
+    with self.assertRaisesRegex(ValueError, "different configuration"):
       memorization.estimate_runs(self.config(3, ratios=(0.6,)), self.data,
                                  directory)
+
+  def test_seed_chunk_does_not_change_the_fingerprint(self):
+    config = self.config(3)
+    faster = dataclasses.replace(
+        config, train=dataclasses.replace(self.train, seed_chunk=2))
+    self.assertEqual(memorization.fingerprint(config, self.data),
+                     memorization.fingerprint(faster, self.data))
+    self.assertNotEqual(
+        memorization.fingerprint(config, self.data),
+        memorization.fingerprint(self.config(3, num_runs=7), self.data))
+    other_labels = dataclasses.replace(self.data,
+                                       y_train=(self.data.y_train + 1) % 10)
+    self.assertNotEqual(memorization.fingerprint(config, self.data),
+                        memorization.fingerprint(config, other_labels))
+
+  def test_a_damaged_chunk_file_is_one_line_naming_it(self):
+    config = self.config(3)
+    directory = _tempdir(self)
+    memorization.estimate_runs(config, self.data, directory)
+    path = os.path.join(directory, sorted(os.listdir(directory))[0])
+    with open(path, "rb") as f:
+      whole = f.read()
+    for damage in (whole[:len(whole) // 2], b"not a zip file at all"):
+      with open(path, "wb") as f:
+        f.write(damage)
+      with self.assertRaises(ValueError) as raised:
+        memorization.estimate_runs(config, self.data, directory)
+      message = str(raised.exception)
+      self.assertIn(path, message)
+      self.assertIn("delete", message)
+      self.assertNotIn("\n", message)
+      self.assertNotIn("allow_pickle", message)
+    # A well-formed file of the right configuration with a missing array.
+    checkpointing.save_npz(path, memorization.fingerprint(config, self.data),
+                           masks=np.zeros((3, 64), bool))
+    with self.assertRaisesRegex(ValueError, "is damaged"):
+      memorization.estimate_runs(config, self.data, directory)
+
+  def test_chunk_files_are_registered_in_the_workdir(self):
+    workdir = _tempdir(self)
+    checkpointing.prepare_workdir(workdir, {"test": 1})
+    self.addCleanup(checkpointing.release, workdir)
+    directory = os.path.join(workdir, "chunks")
+    memorization.estimate_runs(self.config(3), self.data, directory)
+    with open(os.path.join(workdir, checkpointing.MARKER_FILE)) as f:
+      manifest = f.read().splitlines()
+    self.assertIn("chunks", manifest)
+    self.assertLen([m for m in manifest if m.startswith("chunks/")], 2)
+
+
+def _comparison(effect: float, seed: int = 0, n: int = 400) -> dict:
+  """``top_versus_rest`` of values that fall by ``effect`` (plus noise of
+  sd 0.1) for the examples whose score is in the top 5%."""
+  rng = np.random.default_rng(seed)
+  scores = rng.random(n)
+  values = 0.8 + 0.1 * rng.standard_normal(n)
+  values[scores >= np.quantile(scores, 0.95)] -= effect
+  return experiment.top_versus_rest(values, scores, np.ones(n, bool))
+
+
+def _pair_summary(influence: str = "lookup", same_label: bool = True,
+                  near: bool = True) -> dict:
+  """``influential_pairs`` of 20 training and 10 test examples on 200 runs.
+
+  "lookup": test example j is right exactly when training example 2j is in
+  the run's subset (the strongest influence); "none": test correctness is
+  random. Test j lies at training example 2j's input (``near``) or far from
+  every training example; it has 2j's label (``same_label``) or the next.
+  """
+  rng = np.random.default_rng(4)
+  masks = _random_runs(rng, 200, 20)
+  partner = 2 * np.arange(10)
+  test_correct = (masks[:, partner] if influence == "lookup"
+                  else rng.random((200, 10)) < 0.5)
+  x_train = rng.normal(size=(20, 3, 3, 1)).astype(np.float32)
+  y_train = np.arange(20) % 2  # partners are all of class 0
+  x_test = x_train[partner] + 0.01 * rng.normal(size=(10, 3, 3, 1))
+  if not near:
+    # Farther from its partner than from any other class-0 example.
+    x_test = x_train[partner] + 0.0
+    for j, i in enumerate(partner):
+      others = x_train[(y_train == 0) & (np.arange(20) != i)]
+      x_test[j] = 2 * others.mean(0) - x_train[i]
+  y_test = y_train[partner] if same_label else 1 - y_train[partner]
+  top = memorization.influence_top_k(masks, test_correct, k=2)
+  return experiment.influential_pairs(top, masks, test_correct, x_train,
+                                      y_train, x_test.astype(np.float32),
+                                      y_test)
+
+
+def _condition(**changes) -> dict:
+  """A condition summary where every effect is present, with ``changes``."""
+  corrupted = np.arange(400) < 80
+  scores = np.where(corrupted, 0.9, 0.2) + 0.05 * np.sin(np.arange(400))
+  summary = {"mean_score_corrupted": 0.9, "mean_score_clean": 0.2,
+             "auc_corrupted": stats.auc(scores, corrupted),
+             "split_half": _comparison(0.5), "atypical": _comparison(0.3),
+             "influential_pairs": _pair_summary()}
+  summary.update(changes)
+  return summary
+
+
+class ClaimsTest(absltest.TestCase):
+  """Every claim, fed summaries with and without its effect."""
+
+  def verdicts(self, **changes) -> dict:
+    out = {}
+    for claim in experiment.claims({"uniform": _condition(**changes)}):
+      self.assertTrue(claim.claim.startswith("[uniform] "))
+      self.assertIsNotNone(claim.threshold)
+      self.assertIsNotNone(claim.value)
+      self.assertIsNotNone(claim.uncertainty)
+      out[claim.claim.split("] ")[1].split(":")[0]] = claim.verdict
+    return out
+
+  def assert_only_fails(self, verdicts, failing):
+    for name, verdict in verdicts.items():
+      expected = "NOT REPRODUCED" if name.startswith(failing) else "REPRODUCED"
+      self.assertEqual(verdict, expected, name)
+
+  def test_every_effect_present_reproduces(self):
+    verdicts = self.verdicts()
+    self.assertLen(verdicts, 5)
+    self.assertEqual(set(verdicts.values()), {"REPRODUCED"})
+
+  def test_pipeline_check_fails_when_scores_do_not_separate(self):
+    rng = np.random.default_rng(5)
+    corrupted = np.arange(400) < 80
+    self.assert_only_fails(self.verdicts(auc_corrupted=stats.auc(
+        rng.random(400), corrupted)), "pipeline check")
+    # Separating, but not by AUC 0.9: 0.85 with its interval.
+    scores = np.where(corrupted, 0.6, 0.4) + 0.2 * rng.standard_normal(400)
+    self.assertLess(stats.auc_value(scores, corrupted), 0.9)
+    self.assert_only_fails(self.verdicts(auc_corrupted=stats.auc(
+        scores, corrupted)), "pipeline check")
+
+  def test_pipeline_check_is_skipped_without_corruption(self):
+    self.assertLen(self.verdicts(auc_corrupted=None), 4)
+
+  def test_split_half_fails_without_effect_or_within_noise(self):
+    for effect in (0.0, -0.3, 0.02):  # none, reversed, within 2 SE
+      self.assert_only_fails(self.verdicts(split_half=_comparison(effect)),
+                             "memorization is a property")
+
+  def test_atypicality_fails_without_effect_or_within_noise(self):
+    for effect in (0.0, -0.3, 0.02):
+      self.assert_only_fails(self.verdicts(atypical=_comparison(effect)),
+                             "clean examples with high memorization")
+
+  def test_comparison_of_too_few_examples_fails(self):
+    empty = experiment.top_versus_rest(np.ones(1), np.ones(1), np.ones(1, bool))
+    self.assertTrue(np.isnan(empty["difference"]))
+    self.assert_only_fails(self.verdicts(atypical=empty),
+                           "clean examples with high memorization")
+
+  def test_without_significant_pairs_both_pair_claims_fail(self):
+    pairs = _pair_summary(influence="none")
+    self.assertEqual(pairs["significant"], 0)
+    verdicts = self.verdicts(influential_pairs=pairs)
+    self.assertEqual(verdicts["the most influential train-test pairs share a "
+                              "label"], "NOT REPRODUCED")
+    self.assertEqual(verdicts["significant same-label pairs are nearer in "
+                              "input space than random same-label pairs"],
+                     "NOT REPRODUCED")
+
+  def test_pairs_with_other_labels_fail_the_same_label_claim(self):
+    pairs = _pair_summary(same_label=False)
+    self.assertEqual(pairs["significant"], 10)
+    self.assertEqual(pairs["same_label"], 0)
+    self.assertEqual(
+        self.verdicts(influential_pairs=pairs)[
+            "the most influential train-test pairs share a label"],
+        "NOT REPRODUCED")
+
+  def test_far_pairs_fail_the_distance_claim(self):
+    pairs = _pair_summary(near=False)
+    self.assertEqual(pairs["same_label"], 10)
+    self.assertGreater(pairs["distance_percentile"], 0.5)
+    self.assert_only_fails(self.verdicts(influential_pairs=pairs),
+                           "significant same-label pairs are nearer")
+
+  def test_near_same_label_pairs_reproduce(self):
+    pairs = _pair_summary()
+    self.assertEqual(pairs["significant"], 10)
+    self.assertEqual(pairs["distance_percentile"], 0.0)
+    self.assertLen(pairs["pairs"], 10)
+    self.assertEqual({(i, j) for i, j, _ in pairs["pairs"]},
+                     {(2 * j, j) for j in range(10)})
 
 
 class ExperimentTest(absltest.TestCase):
@@ -220,36 +509,86 @@ class ExperimentTest(absltest.TestCase):
         [sys.executable, "experiments/memorization_scores.py", "--noprogress",
          *args], capture_output=True, text=True, check=False)
 
-  def test_smoke_run_writes_scores_and_summary(self):
+  def test_smoke_run_writes_scores_summary_resumes_and_names_damage(self):
     workdir = _tempdir(self)
     result = self.run_script("--smoke", "--workdir", workdir)
     self.assertEqual(result.returncode, 0, result.stderr)
+    self.assertIn("Setup:", result.stdout)
     self.assertIn("Claims:", result.stdout)
     with open(os.path.join(workdir, "results.json")) as f:
-      summary = json.load(f)["summary"]
-    for key in ("runs", "mean_score_corrupted", "mean_score_clean",
-                "auc_corrupted", "mean_stderr"):
-      self.assertIn(key, summary)
-    self.assertEqual(summary["runs"], 8)
+      results = json.load(f)
+    self.assertEqual(sorted(results["summary"]), ["different_class", "uniform"])
+    for claim in results["claims"]:
+      for key in ("value", "uncertainty", "threshold", "verdict"):
+        self.assertIn(key, claim)
     train_size = cli.SMOKE_DATA["train_size"]
-    scores = np.load(os.path.join(workdir, "memorization.npy"))
-    chex.assert_shape(scores, (train_size,))
-    with open(os.path.join(workdir, "scores.csv")) as f:
-      header, *rows = f.read().splitlines()
-    self.assertTrue(header.startswith("index,label,original_label,corrupted,"
-                                      "score,stderr"))
-    self.assertLen(rows, train_size)
-    top = np.load(os.path.join(workdir, "influence_top_k.npz"))["index"]
-    self.assertEqual(top.shape[0], cli.SMOKE_DATA["test_size"])
-    for figure in ("memorized_examples.png", "score_histogram.png"):
-      self.assertTrue(os.path.exists(os.path.join(workdir, figure)))
-    self.assertLen(os.listdir(os.path.join(workdir, "chunks")), 2)
+    for name, summary in results["summary"].items():
+      for key in ("runs", "mean_score_corrupted", "mean_score_clean",
+                  "auc_corrupted", "mean_stderr", "split_half", "atypical",
+                  "influential_pairs"):
+        self.assertIn(key, summary)
+      self.assertEqual(summary["runs"], 8)
+      folder = os.path.join(workdir, name)
+      scores = np.load(os.path.join(folder, "memorization.npy"))
+      chex.assert_shape(scores, (train_size,))
+      with open(os.path.join(folder, "scores.csv")) as f:
+        header, *rows = f.read().splitlines()
+      self.assertTrue(header.startswith("index,label,original_label,corrupted,"
+                                        "score,stderr"))
+      self.assertLen(rows, train_size)
+      top = checkpointing.load_npz(os.path.join(folder, "influence_top_k.npz"))
+      self.assertEqual(top["index"].shape[0], cli.SMOKE_DATA["test_size"])
+      for figure in ("memorized_examples.png", "score_histogram.png",
+                     "influential_pairs.png"):
+        self.assertTrue(os.path.exists(os.path.join(folder, figure)))
+      self.assertLen(os.listdir(os.path.join(folder, "chunks")), 2)
+    # Uniform noise redraws the true class for some examples, which count as
+    # clean; different_class never does.
+    uniform, different = (results["summary"][n]
+                          for n in ("uniform", "different_class"))
+    self.assertEqual(different["redrawn_kept_true_label"], 0)
+    self.assertLessEqual(uniform["corrupted_examples"],
+                         different["corrupted_examples"])
 
-  def test_bad_ratio_is_an_error(self):
-    workdir = _tempdir(self)
-    result = self.run_script("--smoke", "--ratios=1.5", "--workdir", workdir)
-    self.assertEqual(result.returncode, 2)
-    self.assertIn("1.5", result.stderr)
+    # The same command resumes from the finished chunks (nothing retrained).
+    chunk = os.path.join(workdir, "uniform", "chunks",
+                         sorted(os.listdir(os.path.join(workdir, "uniform",
+                                                        "chunks")))[0])
+    mtime = os.stat(chunk).st_mtime_ns
+    again = self.run_script("--smoke", "--workdir", workdir)
+    self.assertEqual(again.returncode, 0, again.stderr)
+    self.assertEqual(os.stat(chunk).st_mtime_ns, mtime)
+    with open(os.path.join(workdir, "results.json")) as f:
+      self.assertEqual(json.load(f)["summary"]["uniform"]["mean_stderr"],
+                       uniform["mean_stderr"])
+
+    # A truncated chunk: one line naming it and the way out, exit 2.
+    with open(chunk, "rb") as f:
+      whole = f.read()
+    with open(chunk, "wb") as f:
+      f.write(whole[:len(whole) // 3])
+    damaged = self.run_script("--smoke", "--workdir", workdir)
+    self.assertEqual(damaged.returncode, 2)
+    self.assertEqual(damaged.stderr.strip().count("\n"), 0, damaged.stderr)
+    self.assertIn(chunk, damaged.stderr)
+    self.assertIn("--overwrite", damaged.stderr)
+
+  def test_bad_flags_fail_before_training_or_writing(self):
+    for flag, message in (("--ratios=1.5", "1.5"),
+                          ("--corruption=-0.1", "[0, 1]"),
+                          ("--corruption=nan", "[0, 1]"),
+                          ("--show=0", ">= 1"),
+                          ("--top_k=0", ">= 1"),
+                          # Larger than the smoke training set: known only
+                          # once the data is loaded, still before training.
+                          ("--top_k=1000", "training set size"),
+                          ("--label_noise=", "--label_noise")):
+      workdir = os.path.join(_tempdir(self), "run")
+      result = self.run_script("--smoke", flag, "--workdir", workdir)
+      self.assertEqual(result.returncode, 2, (flag, result.stderr))
+      self.assertIn(message, result.stderr, flag)
+      self.assertNotIn("Traceback", result.stderr, flag)
+      self.assertFalse(os.path.exists(workdir), flag)
 
 
 if __name__ == "__main__":
