@@ -5,6 +5,12 @@ by all seeds, or drawn per seed), trains all seeds of a condition as one vmapped
 run with checkpoints under ``<workdir>/<condition>/``, saves the corruption
 masks there, and returns per-condition results that ``summarize`` and
 ``per_seed_runs`` turn into the ``summary`` and ``runs`` of results.json.
+
+The summary keeps every per-seed number a claim needs (test accuracy and steps
+to fit per seed, seed lanes aligned across conditions: lane i of every condition
+starts from the same initialization and batch order), so that claims are pure
+functions of it. ``fit_claim`` and ``chance_claim`` are the claims every
+randomization experiment shares.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import numpy as np
 from memjax import checkpointing
 from memjax import data as data_lib
 from memjax import randomization as rand_lib
+from memjax import reporting
+from memjax import stats
 from memjax import training
 
 
@@ -40,6 +48,40 @@ class StudyConfig:
 
   def randomization(self, name: str) -> rand_lib.Randomization:
     return rand_lib.from_name(name, self.label_noise, self.corrupt_test)
+
+
+def canonical_condition(name: str) -> str:
+  """``name`` with a fraction written positionally (``corrupt_1e-05`` ->
+  ``corrupt_0.00001``), the spelling ``randomization.from_name`` parses; other
+  names unchanged."""
+  prefix, _, fraction = name.partition("_")
+  if prefix in ("corrupt", "randY", "randX") and fraction:
+    try:
+      return corruption_name(float(fraction), prefix)
+    except ValueError:
+      return name
+  return name
+
+
+def corruption_name(p: float, prefix: str = "corrupt") -> str:
+  """The condition name of fraction ``p``: ``corrupt_0.2``; every float in
+  [0, 1] gets a name that parses back to exactly ``p``."""
+  return f"{prefix}_{np.format_float_positional(p, trim='0')}"
+
+
+def parse_conditions(flag: str, names) -> tuple[str, ...]:
+  """The distinct conditions of list flag --``flag``, in order; ValueError
+  naming the flag when it is empty or names an unknown condition."""
+  names = tuple(dict.fromkeys(canonical_condition(n.strip()) for n in names))
+  if not names:
+    raise ValueError(f"--{flag} is empty; name at least one condition (valid: "
+                     f"{', '.join(rand_lib.NAMES)}).")
+  for name in names:
+    try:
+      rand_lib.from_name(name)
+    except ValueError as e:
+      raise ValueError(f"--{flag}: {e}") from None
+  return names
 
 
 @dataclasses.dataclass
@@ -98,8 +140,12 @@ def run(config: StudyConfig, workdir: str | None = None, *,
       cond_dir = os.path.join(workdir, name)
       checkpointing.register(cond_dir)
       os.makedirs(cond_dir, exist_ok=True)
-      checkpointing.save_npz(os.path.join(cond_dir, "masks.npz"),
-                             train_mask=train_mask, test_mask=test_mask)
+      checkpointing.save_npz(
+          os.path.join(cond_dir, "masks.npz"),
+          checkpointing.fingerprint(config.data, config.randomization(name),
+                                    config.randomization_seed, train_mask,
+                                    test_mask),
+          train_mask=train_mask, test_mask=test_mask)
       ckpt = os.path.join(cond_dir, "checkpoints")
     fit = training.fit(config.train, train_data, checkpoint_dir=ckpt,
                        checkpoint_seconds=checkpoint_seconds,
@@ -115,29 +161,126 @@ def median_steps_to_fit(fit_step: np.ndarray) -> int | None:
   return int(np.median(fit_step)) if (fit_step >= 0).all() else None
 
 
+def steps_per_seed(fit_step: np.ndarray) -> list[int | None]:
+  """Each seed's first fitted step; None for a seed that never fit."""
+  return [int(t) if t >= 0 else None for t in fit_step]
+
+
+def paired_ratios(steps, reference_steps) -> list[float | None]:
+  """Seed i's steps / seed i's ``reference_steps`` (the same initialization and
+  batch order); None where either seed did not fit."""
+  return [a / b if a is not None and b is not None else None
+          for a, b in zip(steps, reference_steps)]
+
+
+def mean_se_if_complete(values) -> tuple[float | None, float | None]:
+  """(mean, standard error over seeds) of per-seed ``values``; (None, None)
+  when a seed has no value (did not fit), since a mean of the seeds that did
+  would hide the slowest ones."""
+  if not values or any(v is None for v in values):
+    return None, None
+  return stats.mean_se(values)
+
+
 def summarize(results: dict[str, ConditionResult],
               reference: str | None = None) -> dict[str, dict]:
-  """Final means over seeds, steps to fit, and slowdown relative to ``reference``."""
+  """Per condition: final accuracies (means over seeds, with per-seed values and
+  standard errors), steps to fit per seed, and the slowdown relative to
+  ``reference``: the mean over seeds of each seed's steps to fit / that seed's
+  steps on ``reference`` (None unless every seed of both fit)."""
   summary = {}
   for name, r in results.items():
     h = r.fit.history
+    steps = steps_per_seed(r.fit.fit_step)
+    steps_mean, steps_se = mean_se_if_complete(steps)
+    test_acc = h["test_acc"][-1]
     summary[name] = {
         "train_acc": float(h["train_acc"][-1].mean()),
         "train_acc_min": float(h["train_acc"][-1].min()),
-        "test_acc": float(h["test_acc"][-1].mean()),
+        "train_examples": int(r.train_mask.shape[-1]),
+        "test_acc": float(test_acc.mean()),
+        "test_acc_se": stats.mean_se(test_acc)[1],
+        "test_acc_per_seed": [float(a) for a in test_acc],
+        "test_examples": int(r.test_mask.shape[-1]),
         "best_test_acc": float(np.nanmax(h["test_acc"], axis=0).mean()),
         "final_train_loss": float(h["train_loss"][-1].mean()),
         "steps_to_fit": median_steps_to_fit(r.fit.fit_step),
+        "steps_to_fit_mean": steps_mean,
+        "steps_to_fit_se": steps_se,
+        "steps_to_fit_per_seed": steps,
         "seeds_fit": int((r.fit.fit_step >= 0).sum()),
         "seeds": int(r.fit.fit_step.shape[0]),
         "epochs": r.fit.epochs,
         "corrupted_fraction": float(np.mean(r.train_mask)),
     }
-  ref = summary.get(reference, {}).get("steps_to_fit") if reference else None
   for s in summary.values():
-    s["slowdown"] = (s["steps_to_fit"] / ref
-                     if ref and s["steps_to_fit"] is not None else None)
+    ratios = (paired_ratios(s["steps_to_fit_per_seed"],
+                            summary[reference]["steps_to_fit_per_seed"])
+              if reference in summary else [])
+    s["slowdown_per_seed"] = ratios
+    s["slowdown"], s["slowdown_se"] = mean_se_if_complete(ratios)
   return summary
+
+
+def unfit_seeds(summary_entry: dict) -> list[int]:
+  """Seed lanes (0-based) of a summary entry that never fit."""
+  return [i for i, t in enumerate(summary_entry["steps_to_fit_per_seed"])
+          if t is None]
+
+
+FIT_THRESHOLD = 0.99
+
+
+def fit_claim(summary: dict[str, dict], labels: dict[str, str] | None = None,
+              subject: str = "every condition") -> reporting.Claim:
+  """Zhang et al.: SGD fits every condition. The worst seed of the worst
+  condition must reach ``FIT_THRESHOLD`` training accuracy (their Table 1
+  counts 99.34% as fit); its uncertainty is the Jeffreys standard error of
+  that seed's accuracy over the training examples. ``labels`` name the
+  conditions in the text (default: their keys); ``subject`` starts it."""
+  labels = labels or {n: n for n in summary}
+  worst = min(summary, key=lambda n: summary[n]["train_acc_min"])
+  acc = summary[worst]["train_acc_min"]
+  n = summary[worst]["train_examples"]
+  se = float(stats.jeffreys_se(round(acc * n), n))
+  return reporting.Claim(
+      f"{subject} is fit: training accuracy >= {FIT_THRESHOLD:.0%} on every "
+      "seed",
+      acc >= FIT_THRESHOLD,
+      ", ".join(f"{labels[k]}: {s['train_acc_min']:.2%} (worst seed), "
+                f"{s['seeds_fit']}/{s['seeds']} seeds at 100%"
+                for k, s in summary.items()),
+      value=acc, uncertainty=se, threshold=FIT_THRESHOLD)
+
+
+def chance_claim(label: str, entry: dict, num_classes: int, *,
+                 error: bool = False) -> reporting.Claim:
+  """Test accuracy (or error) at chance, 1/K (or 1 - 1/K): chance lies inside
+  the 95% Jeffreys interval of the seed-mean test accuracy.
+
+  Trials are the test examples, not examples x seeds: the seeds share the
+  test set and the randomization, so their predictions are correlated, and
+  the variance of the seed mean is at most that of one seed. Counting
+  examples x seeds would treat correlated seeds as independent draws and
+  reject chance too easily."""
+  n = entry["test_examples"]
+  acc = entry["test_acc"]
+  low, high = stats.jeffreys_interval(round(acc * n), n)
+  se = float(stats.jeffreys_se(round(acc * n), n))
+  chance = 1.0 / num_classes
+  value, interval, target = acc, (float(low), float(high)), chance
+  if error:
+    value, interval, target = 1 - acc, (1 - float(high), 1 - float(low)), (
+        1 - chance)
+  what = "error" if error else "accuracy"
+  return reporting.Claim(
+      f"{label}: test {what} at chance ({target:.0%}): chance lies inside "
+      f"the 95% Jeffreys interval of the seed-mean test {what} "
+      f"({n} test examples)",
+      bool(interval[0] <= target <= interval[1]),
+      f"{value:.2%} over {entry['seeds']} seeds, interval "
+      f"[{interval[0]:.2%}, {interval[1]:.2%}]",
+      value=value, uncertainty=se, threshold=target, interval=interval)
 
 
 def per_seed_runs(results: dict[str, ConditionResult], seed: int) -> dict:

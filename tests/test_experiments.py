@@ -1,4 +1,6 @@
-"""End-to-end runs of random_labels.py and label_corruption.py (--smoke)."""
+"""End-to-end runs of random_labels.py and label_corruption.py (--smoke):
+outputs, resume, sharding, and bad flags that fail before writing anything.
+Their claims are tested in-process in test_studies.py."""
 
 from __future__ import annotations
 
@@ -44,7 +46,8 @@ class ExperimentTest(parameterized.TestCase):
     self.assertEqual(first["config"]["model"], "mlp1x512")
     self.assertEqual(sorted(first["summary"]), sorted(CONDITIONS))
     for name, summary in first["summary"].items():
-      for key in ("train_acc", "test_acc", "steps_to_fit", "seeds"):
+      for key in ("train_acc", "test_acc", "test_acc_se", "steps_to_fit",
+                  "steps_to_fit_per_seed", "slowdown", "seeds"):
         self.assertIn(key, summary, name)
       self.assertBetween(summary["train_acc"], 0.0, 1.0)
       self.assertLen(first["runs"][name], summary["seeds"])
@@ -52,8 +55,18 @@ class ExperimentTest(parameterized.TestCase):
     self.assertGreater(masks["train_mask"].mean(), 0.5)  # ~90% labels change
     self.assertFalse(masks["test_mask"].any())  # test labels stay clean
     self.assertTrue(os.path.exists(os.path.join(workdir, "training_loss.png")))
-    self.assertIn("[REPRODUCED]", proc.stdout + proc.stderr.replace(
-        "NOT REPRODUCED", ""))
+    self.assertIn("Setup:", proc.stdout)
+    self.assertIn("per-image standardized", proc.stdout)
+    self.assertIn("may equal the true one", proc.stdout)
+    self.assertLen(first["claims"], 8)
+    for claim in first["claims"]:
+      self.assertIn(f"[{claim['verdict']}] {claim['claim']}", proc.stdout)
+      self.assertIsNotNone(claim["threshold"], claim)
+    for name in ("random_labels", "gaussian"):
+      [chance] = [c for c in first["claims"]
+                  if c["claim"].startswith(f"{name}: test accuracy at chance")]
+      self.assertBetween(chance["uncertainty"], 0.0, 0.1)
+      self.assertLen(chance["interval"], 2)
 
     # The same command again resumes from the finished checkpoints.
     again = run("random_labels", workdir)
@@ -99,32 +112,71 @@ class ExperimentTest(parameterized.TestCase):
     self.assertEqual(sorted(results["summary"]),
                      ["random_labels", "true_labels"])
 
-  def test_label_corruption_writes_every_level(self):
+  def test_label_corruption_writes_every_model_and_level_and_resumes(self):
     workdir = self.workdir()
     proc = run("label_corruption", workdir, "--levels=0,0.5,1")
     self.assertEqual(proc.returncode, 0, proc.stderr)
-    summary = self.results(workdir)["summary"]
-    self.assertEqual(sorted(summary),
-                     ["corrupt_0.0", "corrupt_0.5", "corrupt_1.0"])
-    for level in summary.values():
+    self.assertIn("Setup:", proc.stdout)
+    self.assertIn("per-image standardized", proc.stdout)
+    self.assertIn("may be the true one", proc.stdout)
+    results = self.results(workdir)
+    summary = results["summary"]
+    # Both default models, each level its own entry and checkpoint folder.
+    self.assertEqual(sorted(summary), sorted(
+        f"{model}/corrupt_{p}" for model in ("mlp1x512", "mlp1x64")
+        for p in ("0.0", "0.5", "1.0")))
+    for key, level in summary.items():
       self.assertBetween(level["test_acc"], 0.0, 1.0)
-    changed = np.load(os.path.join(workdir, "corrupt_0.5", "masks.npz"))
+      self.assertEqual(key, f"{level['model']}/corrupt_{level['p']!r}")
+      self.assertLen(level["test_acc_per_seed"], 2)
+      self.assertTrue(os.path.isdir(os.path.join(workdir, key, "checkpoints")))
+    changed = np.load(os.path.join(workdir, "mlp1x64", "corrupt_0.5",
+                                   "masks.npz"))
     self.assertBetween(changed["train_mask"].mean(), 0.2, 0.7)
     self.assertTrue(
         os.path.exists(os.path.join(workdir, "label_corruption.png")))
+    for claim in results["claims"]:
+      self.assertIn(claim["verdict"], ("REPRODUCED", "NOT REPRODUCED"))
+      self.assertIsNotNone(claim["threshold"], claim)
+    models = [c["claim"].split(":")[0] for c in results["claims"]]
+    self.assertEqual(sorted(set(models)), ["mlp1x512", "mlp1x64"])
+
+    # The same command again resumes from the finished checkpoints.
+    again = run("label_corruption", workdir, "--levels=0,0.5,1")
+    self.assertEqual(again.returncode, 0, again.stderr)
+    self.assertEqual(self.results(workdir)["summary"], summary)
 
   @parameterized.parameters(
       ("random_labels", "--model=resnet50", "resnet50"),
       ("random_labels", "--dataset=imagenet", "imagenet"),
-      ("random_labels", "--seeds=0", "num_seeds=0"),
-      ("random_labels", "--conditions=true_labels,upside_down", "upside_down"),
+      ("random_labels", "--seeds=0", "--seeds"),
+      ("random_labels", "--conditions=true_labels,upside_down",
+       "--conditions: Unknown condition 'upside_down'"),
+      ("random_labels", "--conditions=", "--conditions is empty"),
       ("label_corruption", "--levels=0,1.5", "1.5"),
-      ("label_corruption", "--levels=0,-0.2", "-0.2"))
-  def test_bad_flags_are_clear_errors(self, script, flag, named):
-    proc = run(script, self.workdir(), flag)
+      ("label_corruption", "--levels=0,-0.2", "-0.2"),
+      ("label_corruption", "--levels=", "--levels"),
+      ("label_corruption", "--model=", "--model is empty"),
+      ("label_corruption", "--model=mlp1x512,resnet50",
+       "--model: Unknown model 'resnet50'"),
+      ("label_corruption", "--image_size=5", "image_size"))
+  def test_bad_flags_are_clear_errors_that_write_nothing(self, script, flag,
+                                                         named):
+    workdir = os.path.join(self.workdir(), "run")
+    proc = run(script, workdir, flag)
     self.assertEqual(proc.returncode, 2, proc.stderr)
     self.assertIn(named, proc.stderr)
     self.assertNotIn("Traceback", proc.stderr)
+    self.assertFalse(os.path.exists(workdir))
+
+  def test_tiny_levels_get_valid_condition_names(self):
+    # --levels=0,1e-5 once failed with "Unknown condition 'corrupt_1e-05'".
+    workdir = self.workdir()
+    proc = run("label_corruption", workdir, "--levels=0,1e-5",
+               "--model=mlp1x16", "--seeds=1", "--max_epochs=1")
+    self.assertEqual(proc.returncode, 0, proc.stderr)
+    self.assertEqual(sorted(self.results(workdir)["summary"]),
+                     ["mlp1x16/corrupt_0.0", "mlp1x16/corrupt_0.00001"])
 
 
 if __name__ == "__main__":
