@@ -8,24 +8,49 @@ whose labels were corrupted stand out early and throughout training.
 * forgetting events (correct -> incorrect transitions between epochs, with
   never-learned examples ranked highest; Toneva et al. 2019) are more frequent
   for corrupted examples.
-Each is measured by the ROC AUC of the score for telling corrupted from clean
-examples (0.5 = no separation).
+Each is measured by the ROC AUC of the score (averaged over seeds) for telling
+examples whose label changed from the others (0.5 = no separation), with a 95%
+percentile bootstrap interval over examples (``stats.auc``).
 
-All S seeds train at once (vmapped ``training.fit``): a run of
-``--score_epoch`` epochs whose final state gives EL2N and GraNd (clean eval-mode
-pass; GraNd in microbatches), and a run of ``--max_epochs`` epochs recording
-per-example correctness after every epoch for forgetting. The first run is the
-start of the second (every random choice is a function of (seed, step)).
+Criterion (fixed before this setup's runs, in git before the measuring run):
+a score separates corrupted from clean examples when the lower end of its
+AUC's 95% bootstrap interval is above 0.5 (chance).
 
-Command (embedded MNIST-5k, 1,000 training examples with 20% of labels
-replaced uniformly at random, MLP 1x512, 5 seeds):
+Setup (printed at the start of every run):
+
+* Data: 1,000 training examples, a stratified subset of the embedded MNIST-5k
+  (4,000 train / 1,000 test real digits), 28x28, pixels / 255 and then
+  normalized with the training set's per-channel mean and std (the
+  mean/std normalization of the papers' training code; ``--nonormalize``
+  keeps pixels / 255, ``--standardize`` uses per-image standardization).
+* Noise: each training label replaced with probability 0.2 by a class drawn
+  uniformly from all 10 (so some keep their class; "corrupted" means the
+  label changed); test labels stay clean.
+* Model and training: MLP 1x512, SGD lr 0.01, momentum 0.9, batch 64
+  (16 steps per epoch, the last one partial), 10 seeds trained at once (Paul
+  et al. average over 10 runs). EL2N and GraNd after 3 epochs (clean eval-mode
+  pass; GraNd in microbatches), 10% of the 30 training epochs (Paul et al.:
+  epoch 20 of 200); forgetting from the correctness after every one of the 30
+  epochs. The first run is the start of the second (every random choice is a
+  function of (seed, step)).
+* Differs from the papers: they train ResNet18-class convolutional networks
+  on CIFAR10 (Paul et al., batch 128, 200 epochs); we train an MLP on 1,000
+  MNIST digits on a 2-core CPU.
+
+Command:
 
   python experiments/example_scores.py
 
-Expected (measured): 176 of 1,000 labels changed; ROC AUC 0.987 for EL2N,
-0.987 for GraNd (after 3 epochs), 0.871 for forgetting (30 epochs); every seed
-fits the noisy training set; test accuracy 81%. 21 s on an idle 2-core CPU
-(measured 2026-11-26).
+Expected: to be measured with this setup (see the commit that follows).
+Earlier code (per-image standardized inputs, 5 seeds, AUC without interval)
+measured 176 of 1,000 labels changed; AUC 0.987 for EL2N, 0.987 for GraNd,
+0.871 for forgetting.
+
+Resume: the early run checkpoints in ``<workdir>/early/checkpoints`` and its
+scores are saved to ``<workdir>/early/scores.npz`` (fingerprinted); the full
+run checkpoints in ``<workdir>/full/checkpoints`` at most every
+``--checkpoint_seconds`` and at its end. A re-run resumes from them, and a
+finished run is loaded without training.
 
 Outputs in --workdir: scores.csv (example index, label used, original label,
 corrupted flag, each score averaged over seeds), scores.npz (the same arrays and
@@ -41,31 +66,43 @@ import os
 from absl import flags
 import numpy as np
 
+from memjax import checkpointing
 from memjax import cli
 from memjax import data as data_lib
 from memjax import per_example
 from memjax import reporting
+from memjax import stats
 from memjax import studies
 from memjax import training
 
 SCORES = ("el2n", "grand", "forgetting")
+# A score separates corrupted from clean examples when its AUC's interval
+# lies above this.
+CHANCE_AUC = 0.5
+PAPER_SEEDS = 10
+LABEL_NOISE = {"uniform": "uniformly from all classes",
+               "different_class": "uniformly from the other classes"}
 
-cli.define_data_flags(standardize=True)
+cli.define_data_flags(standardize=False)
 flags.FLAGS.set_default("train_size", 1000)
-cli.define_train_flags(model="mlp1x512", seeds=5, max_epochs=30, batch_size=64,
-                       shard_seeds=False)
+cli.define_train_flags(model="mlp1x512", seeds=PAPER_SEEDS, max_epochs=30,
+                       batch_size=64, shard_seeds=False)
 cli.define_run_flags("runs/example_scores")
+flags.DEFINE_bool("normalize", True,
+                  "Then subtract the training set's per-channel mean and "
+                  "divide by its std (the papers' mean/std normalization).")
 flags.DEFINE_string("noise", "corrupt_0.2",
                     "Label noise condition, e.g. corrupt_0.2 or corrupt_0.4.")
 flags.DEFINE_enum("label_noise", "uniform", ["uniform", "different_class"],
                   "Corrupted labels: uniform over all classes or forced to a "
                   "different class.")
-flags.DEFINE_integer("score_epoch", 3,
-                     "Epochs trained before EL2N and GraNd are computed (Paul "
-                     "et al.: early, ~10% of training).")
-flags.DEFINE_integer("microbatch", 64,
-                     "Examples per GraNd microbatch (bounds memory).")
-flags.DEFINE_integer("randomization_seed", 0, "Seeds the randomization.")
+cli.define_int("score_epoch", 3,
+               "Epochs trained before EL2N and GraNd are computed (Paul et al.: "
+               "early, ~10% of training); at most --max_epochs.", low=1)
+cli.define_int("microbatch", 64,
+               "Examples per GraNd microbatch (bounds memory).", low=1)
+cli.define_int("randomization_seed", 0, "Seeds the randomization.", low=0,
+               high=cli.MAX_SEED)
 FLAGS = flags.FLAGS
 
 # --smoke: 200 examples, 2 seeds, 4 epochs (scores after 1).
@@ -74,18 +111,37 @@ SMOKE_TRAIN = dict(num_seeds=2, max_epochs=4)
 SMOKE_SCORE_EPOCH = 1
 
 
-def roc_auc(score, positive):
-  """P(score of a random positive > that of a random negative), ties half."""
-  from sklearn.metrics import roc_auc_score  # pylint: disable=g-import-not-at-top
-  if positive.all() or not positive.any():
-    return None
-  return float(roc_auc_score(positive, score))
+def normalized(dataset: data_lib.Dataset) -> tuple[data_lib.Dataset, dict]:
+  """The dataset with the training set's per-channel mean subtracted and
+  divided by its std (train and test alike); and those statistics."""
+  axes = tuple(range(dataset.x_train.ndim - 1))
+  mean = dataset.x_train.mean(axes)
+  std = dataset.x_train.std(axes)
+  scale = lambda s: None if s is None else s / float(std.mean())
+  return dataset.replace(
+      x_train=((dataset.x_train - mean) / std).astype(np.float32),
+      x_test=((dataset.x_test - mean) / std).astype(np.float32),
+      train_scale=scale(dataset.train_scale),
+      test_scale=scale(dataset.test_scale)), {"mean": mean, "std": std}
 
 
-def compute_scores(train_config, score_epoch, train_data, microbatch, progress):
-  """Per-seed (S, n) scores and per-example forgetting statistics."""
-  early_config = dataclasses.replace(train_config, max_epochs=score_epoch)
+def early_scores(early_config, train_data, microbatch, workdir, progress,
+                 checkpoint_seconds) -> dict:
+  """Per-seed (S, n) EL2N, GraNd, loss and margin after the early epochs;
+  loaded from ``<workdir>/early/scores.npz`` when a previous run saved them."""
+  folder = os.path.join(workdir, "early")
+  path = os.path.join(folder, "scores.npz")
+  stamp = checkpointing.fingerprint(
+      training.run_fingerprint(
+          early_config, train_data,
+          training.default_train_index(train_data, early_config.num_seeds)),
+      microbatch)
+  if os.path.exists(path):
+    return checkpointing.load_npz(path, stamp)
+  checkpointing.register(folder)
   early = training.fit(early_config, train_data,
+                       checkpoint_dir=os.path.join(folder, "checkpoints"),
+                       checkpoint_seconds=checkpoint_seconds,
                        progress="early" if progress else None)
   trainer = training.cached_trainer(early_config, train_data.input_shape,
                                     train_data.num_classes)
@@ -94,14 +150,28 @@ def compute_scores(train_config, score_epoch, train_data, microbatch, progress):
                                         early.state, x, y)
   grand = per_example.over_seeds(per_example.grand, trainer, early.state, x, y,
                                  microbatch=microbatch)
+  scores = {"el2n": np.asarray(logit_scores["el2n"]),
+            "grand": np.asarray(grand),
+            "early_loss": np.asarray(logit_scores["loss"]),
+            "early_margin": np.asarray(logit_scores["margin"])}
+  checkpointing.save_npz(path, stamp, **scores)
+  return scores
+
+
+def compute_scores(train_config, score_epoch, train_data, microbatch, workdir,
+                   progress, checkpoint_seconds):
+  """Per-seed (S, n) scores, per-example forgetting statistics, history."""
+  early_config = dataclasses.replace(train_config, max_epochs=score_epoch)
+  per_seed = early_scores(early_config, train_data, microbatch, workdir,
+                          progress, checkpoint_seconds)
   full = training.fit(train_config, train_data, record_examples=True,
+                      checkpoint_dir=os.path.join(workdir, "full",
+                                                  "checkpoints"),
+                      checkpoint_seconds=checkpoint_seconds,
                       progress="full" if progress else None)
   forgetting = per_example.forgetting(full.history["train_correct"])
-  per_seed = {"el2n": np.asarray(logit_scores["el2n"]),
-              "grand": np.asarray(grand),
-              "forgetting": forgetting.scores().astype(np.float32),
-              "early_loss": np.asarray(logit_scores["loss"]),
-              "early_margin": np.asarray(logit_scores["margin"])}
+  per_seed = {**per_seed,
+              "forgetting": forgetting.scores().astype(np.float32)}
   learned = ~forgetting.never_learned
   first_learned = (np.where(learned, forgetting.first_learned, 0).sum(0)
                    / np.maximum(learned.sum(0), 1))
@@ -111,6 +181,77 @@ def compute_scores(train_config, score_epoch, train_data, microbatch, progress):
   history = {"train_acc": full.history["train_acc"].mean(1),
              "test_acc": full.history["test_acc"].mean(1)}
   return per_seed, extra, history
+
+
+def summarize(scores, changed, history, extra) -> dict:
+  """One condition's summary: each score's AUC with its bootstrap interval,
+  its mean over clean and corrupted examples, and the training outcome."""
+  summary = {}
+  for name in SCORES:
+    auc = stats.auc(scores[name], changed)
+    summary[f"{name}_auc"] = auc["auc"]
+    summary[f"{name}_auc_low"] = auc["low"]
+    summary[f"{name}_auc_high"] = auc["high"]
+    summary[f"{name}_clean"] = float(scores[name][~changed].mean())
+    if changed.any():
+      summary[f"{name}_corrupted"] = float(scores[name][changed].mean())
+  summary.update(
+      label_changed_fraction=float(changed.mean()),
+      train_acc=float(history["train_acc"][-1]),
+      test_acc=float(history["test_acc"][-1]),
+      never_learned_fraction=float(extra["never_learned"].mean()))
+  return summary
+
+
+def claims(summary: dict) -> list[reporting.Claim]:
+  """The verdicts of one noise condition's summary (a pure function)."""
+  out = []
+  for name in SCORES:
+    auc = summary[f"{name}_auc"]
+    low, high = summary[f"{name}_auc_low"], summary[f"{name}_auc_high"]
+    measured = (f"AUC {auc:.3f}, 95% bootstrap interval [{low:.3f}, "
+                f"{high:.3f}]" if np.isfinite(auc) else
+                "no corrupted (or no clean) examples")
+    out.append(reporting.Claim(
+        f"{name} is higher for examples with corrupted labels: ROC AUC's 95% "
+        f"bootstrap interval above {CHANCE_AUC:g}",
+        bool(np.isfinite(low) and low > CHANCE_AUC), measured,
+        value=auc, uncertainty=(high - low) / 2, threshold=CHANCE_AUC,
+        interval=(low, high)))
+  return out
+
+
+def paper_differences(data_config, train_config, normalize) -> str:
+  notes = ["MLP on MNIST digits instead of the papers' convolutional networks"
+           " on CIFAR10"]
+  if data_config.standardize:
+    notes.append("per-image standardized inputs")
+  if not normalize:
+    notes.append("no mean/std normalization")
+  if train_config.num_seeds < PAPER_SEEDS:
+    notes.append(f"{train_config.num_seeds} seeds instead of {PAPER_SEEDS}")
+  return "; ".join(notes)
+
+
+def setup_text(data_config, dataset, train_config, score_epoch, noise,
+               label_noise, norms):
+  normalization = ("none" if norms is None else
+                   f"minus the training set's mean {float(norms['mean'][0]):.3f}"
+                   f", divided by its std {float(norms['std'][0]):.3f} (per "
+                   "channel)")
+  return reporting.format_setup(
+      data_config, dataset, normalization=normalization,
+      model=f"{train_config.model}, SGD lr {train_config.lr}, momentum "
+            f"{train_config.momentum}, batch {train_config.batch_size}, "
+            f"{train_config.max_epochs} epochs, {train_config.num_seeds} "
+            "seeds trained at once",
+      noise=f"{noise}: each training label replaced with that probability "
+            f"by a class drawn {LABEL_NOISE[label_noise]} ('corrupted': the "
+            "label changed); test labels clean",
+      measured_at=f"EL2N and GraNd after {score_epoch} epoch(s); forgetting "
+                  f"over all {train_config.max_epochs} epochs",
+      differs_from_paper=paper_differences(data_config, train_config,
+                                           norms is not None))
 
 
 def plot_scores(path, scores, corrupted, aucs):
@@ -124,7 +265,7 @@ def plot_scores(path, scores, corrupted, aucs):
     ax.hist(values[corrupted], bins=edges, alpha=0.6, density=True,
             label="corrupted")
     auc = aucs[name]
-    ax.set_title(f"{name} (AUC {auc:.3f})" if auc is not None else name)
+    ax.set_title(f"{name} (AUC {auc:.3f})" if np.isfinite(auc) else name)
     ax.set_xlabel(f"{name}, mean over seeds")
     ax.legend()
   return reporting.save_figure(fig, path)
@@ -132,9 +273,10 @@ def plot_scores(path, scores, corrupted, aucs):
 
 def main(argv):
   del argv
-  score_epoch = FLAGS.score_epoch
-  if FLAGS.smoke:
-    score_epoch = SMOKE_SCORE_EPOCH
+  if FLAGS.score_epoch > FLAGS.max_epochs:
+    raise ValueError(f"--score_epoch must be in [1, --max_epochs="
+                     f"{FLAGS.max_epochs}], got {FLAGS.score_epoch}.")
+  score_epoch = SMOKE_SCORE_EPOCH if FLAGS.smoke else FLAGS.score_epoch
   data_config, train_config = cli.configs(FLAGS, SMOKE_DATA, SMOKE_TRAIN,
                                           stop_when_fit=False)
   study = studies.StudyConfig(data_config, train_config, (FLAGS.noise,),
@@ -143,55 +285,44 @@ def main(argv):
   if study.randomization(FLAGS.noise).kind != "corrupt_labels":
     raise ValueError(f"--noise must be label noise (corrupt_<p> or randY_<p>), "
                      f"got {FLAGS.noise!r}.")
-  if not 1 <= score_epoch <= train_config.max_epochs:
-    raise ValueError(f"--score_epoch must be in [1, --max_epochs="
-                     f"{train_config.max_epochs}], got {score_epoch}.")
-  if FLAGS.microbatch < 1:
-    raise ValueError(f"--microbatch must be >= 1, got {FLAGS.microbatch}.")
-  cli.prepare(FLAGS)
   dataset = data_lib.load(data_config)
+  norms = None
+  if FLAGS.normalize:
+    dataset, norms = normalized(dataset)
+  cli.prepare(FLAGS, dataset, [train_config])
+  print(setup_text(data_config, dataset, train_config, score_epoch,
+                   FLAGS.noise, FLAGS.label_noise, norms))
   train_data, corrupted, _ = studies.randomize(dataset, study, FLAGS.noise)
   per_seed, extra, history = compute_scores(
-      train_config, score_epoch, train_data, FLAGS.microbatch, FLAGS.progress)
+      train_config, score_epoch, train_data, FLAGS.microbatch, FLAGS.workdir,
+      FLAGS.progress, FLAGS.checkpoint_seconds)
   changed = train_data.y_train != dataset.y_train  # uniform noise may keep the class
   scores = {name: values.mean(0) for name, values in per_seed.items()}
-  aucs = {name: roc_auc(scores[name], changed) for name in SCORES}
-  summary = {FLAGS.noise: {
-      **{f"{name}_auc": aucs[name] for name in SCORES},
-      **{f"{name}_clean": float(scores[name][~changed].mean())
-         for name in SCORES},
-      **{f"{name}_corrupted": float(scores[name][changed].mean())
-         for name in SCORES if changed.any()},
-      "label_changed_fraction": float(changed.mean()),
-      "train_acc": float(history["train_acc"][-1]),
-      "test_acc": float(history["test_acc"][-1]),
-      "never_learned_fraction": float(extra["never_learned"].mean()),
-      "seeds": train_config.num_seeds, "score_epoch": score_epoch,
-      "epochs": train_config.max_epochs}}
-  row = summary[FLAGS.noise]
+  row = summarize(scores, changed, history, extra)
+  row.update(seeds=train_config.num_seeds, score_epoch=score_epoch,
+             epochs=train_config.max_epochs)
+  summary = {FLAGS.noise: row}
   print(reporting.format_table(
-      [{"score": n, "auc": aucs[n], "clean": row[f"{n}_clean"],
+      [{"score": n, "auc": row[f"{n}_auc"], "auc_low": row[f"{n}_auc_low"],
+        "auc_high": row[f"{n}_auc_high"], "clean": row[f"{n}_clean"],
         "corrupted": row.get(f"{n}_corrupted")} for n in SCORES],
-      ["score", "auc", "clean", "corrupted"]))
+      ["score", "auc", "auc_low", "auc_high", "clean", "corrupted"]))
   print(f"{changed.sum()} of {changed.size} labels changed; final train "
         f"accuracy {row['train_acc']:.2%}, test {row['test_acc']:.2%}")
-  verdicts = [reporting.Claim(
-      f"{name} is higher for examples with corrupted labels (ROC AUC > 0.5)",
-      aucs[name] is not None and aucs[name] > 0.5,
-      f"AUC {aucs[name]:.3f}" if aucs[name] is not None else
-      "no corrupted (or no clean) examples") for name in SCORES]
+  verdicts = claims(row)
   print(reporting.format_claims(verdicts))
   columns = {"index": np.arange(len(changed)), "label": train_data.y_train,
              "original_label": dataset.y_train, "corrupted": changed,
              **scores, **extra}
   import pandas as pd  # pylint: disable=g-import-not-at-top
   csv_path = os.path.join(FLAGS.workdir, "scores.csv")
+  checkpointing.register(csv_path)
   pd.DataFrame(columns).to_csv(csv_path, index=False)
-  np.savez(os.path.join(FLAGS.workdir, "scores.npz"), **columns,
-           **{f"{n}_per_seed": v for n, v in per_seed.items()},
-           selected_for_noise=corrupted)
+  checkpointing.save_npz(os.path.join(FLAGS.workdir, "scores.npz"), **columns,
+                         **{f"{n}_per_seed": v for n, v in per_seed.items()},
+                         selected_for_noise=corrupted)
   figure = plot_scores(os.path.join(FLAGS.workdir, "scores.png"), scores,
-                       changed, aucs)
+                       changed, {n: row[f"{n}_auc"] for n in SCORES})
   runs = {FLAGS.noise: {"train_acc": history["train_acc"],
                         "test_acc": history["test_acc"]}}
   path = cli.write_results(FLAGS, "example_scores", runs, summary, verdicts)

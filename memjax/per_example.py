@@ -22,8 +22,10 @@ function                      per example
                               transitions of correctness across evaluations),
                               never-learned examples and the first-learned
                               evaluation, from a (T, ..., n) correctness history
-``difficulty``                misclassification rate over S seeds and its
-                              dispersion against a binomial, within each class
+``difficulty``                misclassification rate over S seeds, its spread
+                              (with a bootstrap SE over seeds) and a chi-square
+                              test of overdispersion against a binomial within
+                              each class
 ============================  ==================================================
 """
 
@@ -36,10 +38,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from scipy import stats as scipy_stats
 
+from memjax import stats
 from memjax import training
 
 NORMS = ("l1", "l2", "linf")
+# Standard errors from the half-width of a 95% interval.
+_Z = float(scipy_stats.norm.ppf(1 - (1 - stats.LEVEL) / 2))
 
 
 def validate_norm(norm: str) -> None:
@@ -179,42 +185,43 @@ class Difficulty:
 
   rate: np.ndarray  # (n,) fraction of seeds that misclassify the example
   std: float  # std across examples of ``rate``
-  dispersion: float  # within-class variance of ``rate`` / binomial variance
-  dispersion_pooled: float  # the same with one mean rate for all examples
+  std_se: float  # its standard error, from a bootstrap over seeds
+  dispersion: float  # within-class dispersion index (chi-square / dof)
+  p_value: float  # chi-square p-value of within-class overdispersion
+  dof: int  # its degrees of freedom (n - classes; classes at 0 or 1 add none)
+  dispersion_pooled: float  # the same index with one mean rate for all
   null_std: float  # std of ``dispersion`` if rates were within-class binomial
 
 
-def _dispersion(rate, groups, num_trials):
-  observed, expected = 0.0, 0.0
-  for g in np.unique(groups):
-    r = rate[groups == g]
-    p = r.mean()
-    observed += np.square(r - p).sum()
-    expected += (r.size - 1) * p * (1 - p) / num_trials
-  return observed / expected if expected > 0 else np.nan
+def _rate_std(correct) -> float:
+  return float((1.0 - correct.mean(0)).std())
 
 
-def difficulty(correct, labels) -> Difficulty:
+def difficulty(correct, labels, resamples: int = 1000) -> Difficulty:
   """Per-example difficulty from (S, n) correctness of S independent runs.
 
   If every example of class c were misclassified independently with the same
-  probability p_c, each rate would be Binomial(S, p_c) / S and the within-class
-  dispersion index (sum of squared deviations from the class mean over its
-  binomial expectation, (n_c - 1) p_c (1 - p_c) / S) would be about 1 (about
-  chi^2_{n-C} / (n - C)); example-specific difficulty makes it larger. Run-level
-  effects shared by a whole class (a seed biased toward some class) only lower
-  it. ``dispersion_pooled`` uses one mean for all examples, so it also counts
-  differences between classes.
+  probability p_c, each example's miss count would be Binomial(S, p_c) and the
+  within-class dispersion index (chi-square of the counts against their class
+  mean, over its n - C degrees of freedom; ``stats.dispersion_test``) would be
+  about 1, with a chi-square p-value uniform on [0, 1]; example-specific
+  difficulty makes it larger. Run-level effects shared by a whole class (a
+  seed biased toward some class) only lower it. ``dispersion_pooled`` uses one
+  mean for all examples, so it also counts differences between classes.
+  ``std_se`` resamples the S runs (``resamples`` times, fixed seed).
   """
-  miss = 1.0 - np.asarray(correct, np.float64)
-  if miss.ndim != 2:
-    raise ValueError(f"correct must have shape (S, n), got {miss.shape}.")
+  correct = np.asarray(correct, np.float64)
+  if correct.ndim != 2:
+    raise ValueError(f"correct must have shape (S, n), got {correct.shape}.")
   labels = np.asarray(labels)
-  num_trials, n = miss.shape
-  rate = miss.mean(0)
-  num_groups = np.unique(labels).size
-  return Difficulty(rate=rate, std=float(rate.std()),
-                    dispersion=float(_dispersion(rate, labels, num_trials)),
-                    dispersion_pooled=float(_dispersion(rate, np.zeros(n),
-                                                        num_trials)),
-                    null_std=float(np.sqrt(2.0 / max(n - num_groups, 1))))
+  num_trials, n = correct.shape
+  misses = num_trials - correct.sum(0)
+  within = stats.dispersion_test(misses, num_trials, labels)
+  pooled = stats.dispersion_test(misses, num_trials)
+  low, high = stats.bootstrap_interval(_rate_std, correct, resamples=resamples)
+  std_se = (high - low) / (2 * _Z) if num_trials > 1 else np.nan
+  return Difficulty(rate=misses / num_trials, std=_rate_std(correct),
+                    std_se=float(std_se), dispersion=within["index"],
+                    p_value=within["p_value"], dof=within["dof"],
+                    dispersion_pooled=pooled["index"],
+                    null_std=float(np.sqrt(2.0 / max(within["dof"], 1))))

@@ -20,13 +20,19 @@ Each form is averaged over the steps at which an example contributed, so every
 example has the same weight whatever the epoch's shuffle. The per-class matrix
 (Fig. 4) is g_ij = the mean, over unrolled windows and over earlier examples x
 with label j, of ||dL^i/dx||_1, where L^i is the later minibatch's loss summed
-over its examples of label i (divided by the batch size, so sum_i L^i = L).
+over its examples of label i (divided by the number of its examples, so
+sum_i L^i = L).
+
+An epoch visits every example once (``Trainer.epoch_batches``): the filler of
+a partial last batch has weight 0 in every loss, as in training, and is never
+counted. ``track`` checkpoints and resumes like ``training.fit``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +40,7 @@ import numpy as np
 import tqdm
 import optax
 
+from memjax import checkpointing
 from memjax import per_example
 from memjax import training
 
@@ -75,23 +82,29 @@ def gini(values) -> np.ndarray:
 
 
 def unrolled_jacobian(trainer: training.Trainer, state: training.TrainState,
-                      seed_key, xs, ys, class_matrix: bool):
+                      seed_key, xs, ys, class_matrix: bool, weights=None):
   """d(later minibatch loss)/d(earlier inputs) through len(xs) - 1 SGD steps.
 
   ``xs`` (k + 1, B, ...) and ``ys`` (k + 1, B) are k training minibatches and
-  the later one. Returns (O, k, B, ...): O = 1 (the total loss) or, with
-  ``class_matrix``, C + 1 (the per-label losses L^0..L^{C-1}, then the total).
+  the later one; ``weights`` (k + 1, B) marks their real examples (0 for the
+  filler of an epoch's partial last batch, ``Trainer.epoch_weights``; None:
+  all real), weighted in every loss as ``Trainer.train_step`` weights them.
+  Returns (O, k, B, ...): O = 1 (the total loss) or, with ``class_matrix``,
+  C + 1 (the per-label losses L^0..L^{C-1}, then the total).
   """
-  k, batch = xs.shape[0] - 1, xs.shape[1]
+  k = xs.shape[0] - 1
+  if weights is None:
+    weights = jnp.ones(ys.shape, jnp.float32)
 
   def later_losses(earlier):
-    def step(st, xy):
-      st, _ = trainer.train_step(st, seed_key, *xy)
+    def step(st, xyw):
+      st, _ = trainer.train_step(st, seed_key, *xyw)
       return st, None
-    trained, _ = jax.lax.scan(step, state, (earlier, ys[:k]))
+    trained, _ = jax.lax.scan(step, state, (earlier, ys[:k], weights[:k]))
     logits, _ = trainer.apply(trained.params, trained.batch_stats, xs[k])
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, ys[k])
-    losses = losses / batch
+    # The later minibatch's mean loss over its real examples, as in training.
+    losses = losses * weights[k] / jnp.maximum(weights[k].sum(), 1.0)
     total = losses.sum()[None]
     if not class_matrix:
       return total
@@ -105,44 +118,54 @@ def epoch_one(trainer, config: SensitivityConfig, state, seed_key, epoch, x, y,
   """One seed's training epoch, recording loss sensitivity at every step.
 
   Returns (state, losses (steps,), sums) where ``sums`` holds, in dataset order,
-  the per-example sums and counts of both forms and the per-class sums.
+  the per-example sums and counts of both forms and the per-class sums. The
+  filler of a partial last batch (weight 0, ``Trainer.epoch_weights``) is
+  neither trained on nor counted.
   """
   batches = trainer.epoch_batches(seed_key, epoch, train_index)
+  weights = trainer.epoch_weights(train_index.shape[0])
   steps, k, n = batches.shape[0], config.unroll, x.shape[0]
   # Windows that run past the epoch's end are computed on wrapped batches and
   # masked out, so that every step has the same shapes.
   padded = jnp.concatenate([batches, batches[:k]])
+  padded_weights = jnp.concatenate([weights, weights[:k]])
   input_axes = tuple(range(3, 3 + x.ndim - 1))
 
   def step(st, t):
-    b = batches[t]
-    out = {"direct": per_example.input_gradient_norms(
+    b, w = batches[t], weights[t]
+    out = {"direct": w * per_example.input_gradient_norms(
         trainer, st.params, st.batch_stats, x[b], y[b], config.norm)}
     if k:
       window = jax.lax.dynamic_slice_in_dim(padded, t, k + 1)
+      window_weights = jax.lax.dynamic_slice_in_dim(padded_weights, t, k + 1)
       valid = (t + k < steps).astype(jnp.float32)
       jac = unrolled_jacobian(trainer, st, seed_key, x[window], y[window],
-                              config.class_matrix)
+                              config.class_matrix, window_weights)
       norms = per_example.reduce_norm(jac, config.norm, input_axes)  # (O, k, B)
-      out["unrolled"] = norms[-1] * valid
+      # Filler inputs have weight 0 in their step's loss, so a zero gradient;
+      # the weight keeps them out of the counts too.
+      earlier_weights = window_weights[:k] * valid  # (k, B)
+      out["unrolled"] = norms[-1] * earlier_weights
       if config.class_matrix:
-        onehot = jax.nn.one_hot(y[window[:k]], trainer.num_classes)  # (k, B, C)
-        out["class_sum"] = jnp.einsum("ikb,kbj->ij", norms[:-1], onehot) * valid
-        out["class_count"] = onehot.sum((0, 1)) * valid
-    st, loss = trainer.train_step(st, seed_key, x[b], y[b])
+        onehot = (jax.nn.one_hot(y[window[:k]], trainer.num_classes)
+                  * earlier_weights[:, :, None])  # (k, B, C)
+        out["class_sum"] = jnp.einsum("ikb,kbj->ij", norms[:-1], onehot)
+        out["class_count"] = onehot.sum((0, 1))
+    st, loss = trainer.train_step(st, seed_key, x[b], y[b], w)
     return st, (out, loss)
 
   state, (outs, losses) = jax.lax.scan(step, state, jnp.arange(steps))
   zeros = jnp.zeros((n,), jnp.float32)
   sums = {"direct_sum": zeros.at[batches].add(outs["direct"]),
-          "direct_count": zeros.at[batches].add(1.0)}
+          "direct_count": zeros.at[batches].add(weights)}
   if k:
     # (steps, k, B): the earlier minibatches of each step's window.
-    earlier = padded[jnp.arange(steps)[:, None] + jnp.arange(k)]
+    window_rows = jnp.arange(steps)[:, None] + jnp.arange(k)
+    earlier = padded[window_rows]
     valid = (jnp.arange(steps) + k < steps).astype(jnp.float32)
     sums["unrolled_sum"] = zeros.at[earlier].add(outs["unrolled"])
     sums["unrolled_count"] = zeros.at[earlier].add(
-        jnp.broadcast_to(valid[:, None, None], earlier.shape))
+        padded_weights[window_rows] * valid[:, None, None])
     if config.class_matrix:
       sums["class_sum"] = outs["class_sum"].sum(0)
       sums["class_count"] = outs["class_count"].sum(0)
@@ -181,14 +204,42 @@ def _epoch_vmapped(trainer, config, state, keys, epoch, x, y, train_index):
                                                        train_index)
 
 
+def _zero_sums(config: SensitivityConfig, num_seeds: int, n: int,
+               num_classes: int) -> dict:
+  """The running sums of ``epoch_one``'s outputs before the first epoch."""
+  zeros = lambda *shape: np.zeros((num_seeds,) + shape, np.float32)
+  sums = {"direct_sum": zeros(n), "direct_count": zeros(n)}
+  if config.unroll:
+    sums.update(unrolled_sum=zeros(n), unrolled_count=zeros(n))
+    if config.class_matrix:
+      sums.update(class_sum=zeros(num_classes, num_classes),
+                  class_count=zeros(num_classes))
+  return sums
+
+
+def check_unroll(train_config: training.TrainConfig, unroll: int,
+                 num_examples: int) -> None:
+  """Raises ValueError unless an epoch has more than ``unroll`` SGD steps (a
+  window of unroll + 1 minibatches must fit in one epoch)."""
+  steps = training.steps_per_epoch(train_config, num_examples)
+  if unroll >= steps:
+    raise ValueError(f"--unroll={unroll} needs more than {unroll} SGD steps "
+                     f"per epoch; {num_examples} examples in batches of "
+                     f"{train_config.batch_size} give {steps}.")
+
+
 def track(train_config: training.TrainConfig, config: SensitivityConfig, x, y,
-          num_classes: int, epochs: int,
-          progress: str | None = None) -> SensitivityResult:
+          num_classes: int, epochs: int, progress: str | None = None,
+          checkpoint_dir: str | None = None,
+          checkpoint_seconds: float = 30.0) -> SensitivityResult:
   """Trains ``train_config.num_seeds`` seeds at once for ``epochs`` epochs on
   (x, y), recording both forms of loss sensitivity at every SGD step.
 
   Runs on data of the same shapes share one ``training.cached_trainer`` and
-  so one compilation.
+  so one compilation. With ``checkpoint_dir`` the run (state, running sums and
+  per-epoch records) checkpoints at most every ``checkpoint_seconds`` and at
+  the end, tied to the fingerprint of its configs and data, and a re-run
+  resumes from it (a finished run returns without training).
   """
   x, y = jnp.asarray(x), jnp.asarray(y)
   trainer = training.cached_trainer(train_config, x.shape[1:], num_classes)
@@ -196,34 +247,62 @@ def track(train_config: training.TrainConfig, config: SensitivityConfig, x, y,
   steps = training.steps_per_epoch(train_config, n)
   if epochs < 1:
     raise ValueError(f"epochs must be >= 1, got {epochs}.")
-  if config.unroll >= steps:
-    raise ValueError(f"unroll={config.unroll} needs more than {config.unroll} "
-                     f"steps per epoch; {n} examples in batches of "
-                     f"{train_config.batch_size} give {steps}.")
+  check_unroll(train_config, config.unroll, n)
   keys = training.seed_keys(train_config)
   train_index = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (s, n))
-  state = trainer.init(keys)
-  totals, records = None, []
-  for epoch in tqdm.trange(epochs, desc=progress, disable=progress is None,
-                           leave=False):
-    state, losses, sums = _epoch_vmapped(trainer, config, state, keys, epoch, x,
-                                         y, train_index)
+  per_epoch = lambda *shape: np.full((epochs, s) + shape, np.nan, np.float32)
+  records = {"direct": per_epoch(n), "batch_loss": per_epoch(),
+             "train_acc": per_epoch()}
+  if config.unroll:
+    records["unrolled"] = per_epoch(n)
+  carry = {"state": trainer.init(keys),
+           "sums": _zero_sums(config, s, n, num_classes),
+           "records": records, "epoch": np.int32(0)}
+  checkpointer = None
+  if checkpoint_dir is not None:
+    stamp = checkpointing.fingerprint(
+        dataclasses.replace(train_config, seed_chunk=None), config, x, y,
+        num_classes, epochs)
+    checkpointer = checkpointing.RunCheckpointer(checkpoint_dir, stamp)
+    if checkpointer.latest_step() is not None:
+      restored = checkpointer.restore(carry)
+      carry = {**restored,
+               "sums": jax.tree.map(np.array, restored["sums"]),
+               "records": jax.tree.map(np.array, restored["records"])}
+  state, sums, records = carry["state"], carry["sums"], carry["records"]
+  epoch = int(carry["epoch"])
+  bar = tqdm.tqdm(total=epochs, initial=epoch, desc=progress,
+                  disable=progress is None, leave=False, unit="epoch")
+  last_save = time.monotonic()
+  while epoch < epochs:
+    state, losses, epoch_sums = _epoch_vmapped(trainer, config, state, keys,
+                                               epoch, x, y, train_index)
     training.check_finite(losses, train_config, first_step=epoch * steps)
-    sums = jax.tree.map(np.asarray, sums)
-    totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
-    _, correct = trainer.evaluate(state, x, y)
-    records.append({
-        "direct": _running_mean(totals["direct_sum"], totals["direct_count"]),
-        "unrolled": (_running_mean(totals["unrolled_sum"],
-                                   totals["unrolled_count"])
-                     if config.unroll else None),
-        "batch_loss": np.asarray(losses).mean(1),
-        "train_acc": np.asarray(correct).mean(1)})
-  stack = lambda key: (np.stack([r[key] for r in records])
-                       if records[0][key] is not None else None)
+    sums = jax.tree.map(lambda a, b: a + np.asarray(b), sums, epoch_sums)
+    loss, correct = trainer.evaluate(state, x, y)
+    training.check_finite_eval(loss, train_config, (epoch + 1) * steps,
+                               "training-set")
+    records["direct"][epoch] = _running_mean(sums["direct_sum"],
+                                             sums["direct_count"])
+    if config.unroll:
+      records["unrolled"][epoch] = _running_mean(sums["unrolled_sum"],
+                                                 sums["unrolled_count"])
+    records["batch_loss"][epoch] = np.asarray(losses).mean(1)
+    records["train_acc"][epoch] = np.asarray(correct).mean(1)
+    epoch += 1
+    bar.update(1)
+    if checkpointer and (epoch == epochs or
+                         time.monotonic() - last_save >= checkpoint_seconds):
+      checkpointer.save(epoch, {"state": state, "sums": sums,
+                                "records": records, "epoch": np.int32(epoch)})
+      last_save = time.monotonic()
+  bar.close()
+  if checkpointer:
+    checkpointer.close()
   class_matrix = None
   if config.unroll and config.class_matrix:
-    class_matrix = _running_mean(totals["class_sum"],
-                                 totals["class_count"][:, None, :])
-  return SensitivityResult(stack("direct"), stack("unrolled"), class_matrix,
-                           stack("batch_loss"), stack("train_acc"), state)
+    class_matrix = _running_mean(sums["class_sum"],
+                                 sums["class_count"][:, None, :])
+  return SensitivityResult(records["direct"], records.get("unrolled"),
+                           class_matrix, records["batch_loss"],
+                           records["train_acc"], state)

@@ -186,6 +186,8 @@ class DifficultyTest(absltest.TestCase):
     correct = rng.random((100, labels.size)) > p
     d = per_example.difficulty(correct, labels)
     self.assertLess(abs(d.dispersion - 1), 4 * d.null_std)
+    self.assertEqual(d.dof, labels.size - 10)
+    self.assertGreater(d.p_value, 0.01)
     self.assertGreater(d.dispersion_pooled, 10)  # the class effect
     np.testing.assert_allclose(d.rate, 1 - correct.mean(0))
     self.assertAlmostEqual(d.std, float(d.rate.std()))
@@ -195,7 +197,23 @@ class DifficultyTest(absltest.TestCase):
     labels = np.repeat(np.arange(10), 200)
     p = rng.uniform(0.05, 0.95, labels.size)
     correct = rng.random((100, labels.size)) > p
-    self.assertGreater(per_example.difficulty(correct, labels).dispersion, 10)
+    d = per_example.difficulty(correct, labels)
+    self.assertGreater(d.dispersion, 10)
+    self.assertLess(d.p_value, 1e-6)
+
+  def test_std_se_matches_spread_over_repeated_studies(self):
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(5), 100)
+    p = rng.uniform(0.1, 0.9, labels.size)
+    study = lambda: rng.random((40, labels.size)) > p
+    repeats = [per_example.difficulty(study(), labels, resamples=1).std
+               for _ in range(200)]
+    se = per_example.difficulty(study(), labels).std_se
+    self.assertBetween(se / np.std(repeats), 0.7, 1.4)
+
+  def test_bad_shape(self):
+    with self.assertRaisesRegex(ValueError, "S, n"):
+      per_example.difficulty(np.ones(5), np.zeros(5))
 
 
 if __name__ == "__main__":
