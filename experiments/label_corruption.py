@@ -23,6 +23,10 @@ then averaged, with the standard error (SE) over seeds):
    clean to any noise followed by a flat line passes claim 4 but not this one.
    A seed that does not fit at some level within --max_epochs has no steps to
    fit there: claims 4 and 5 are then NOT REPRODUCED, naming those seeds.
+   (A one-seed probe of mlp1x64 at p = 1, run after these criteria were
+   committed to choose --max_epochs, reached 99.975% training accuracy by
+   epoch 300 and no further in 2,000 epochs: one example short of 100%, so
+   mlp1x64 at p = 1 is expected not to fit, whatever the budget.)
 
 Two models, each with its own levels and claims (`--model` takes a comma
 list): mlp1x512, the paper's MLP 1x512, and mlp1x64, a lower-capacity MLP.
@@ -37,7 +41,8 @@ Setup (printed as the "Setup:" header): embedded MNIST-5k (4,000 train /
 preprocessing: zero mean, unit variance per image), SGD with momentum 0.9,
 learning rate 0.01 decayed by 0.95 per 50,000 examples seen (the paper's
 per-epoch decay on CIFAR10), batch 128, an epoch visits every example once
-(32 steps), at most 600 epochs, stopped once every seed has fit. Noise: each
+(32 steps), at most 400 epochs (12,800 steps; the learning rate has decayed
+to 19% of its start by then), stopped once every seed has fit. Noise: each
 training label independently, with probability p, is replaced by a class drawn
 uniformly from all K classes, which may be the true one, so the expected
 fraction of wrong labels is p (1 - 1/K); drawn once per level, shared by the
@@ -87,7 +92,7 @@ def define_flags() -> None:
   """This experiment's flags, defined when it runs (not on import, so that
   tests can import ``claims`` of several experiments into one process)."""
   cli.define_data_flags(standardize=True)
-  cli.define_train_flags(model=",".join(MODELS), seeds=3, max_epochs=600)
+  cli.define_train_flags(model=",".join(MODELS), seeds=3, max_epochs=400)
   FLAGS["model"].help = (
       "Comma-separated models, each run over every level with its own "
       "claims: mlp<depth>x<width> (e.g. mlp1x512, mlp1x64), alexnet, "
@@ -126,7 +131,8 @@ def per_seed_slopes(levels, per_level_values) -> list[float] | None:
 def unfit_text(entries) -> str:
   unfit = [f"p={e['p']:g}: seeds {studies.unfit_seeds(e)}" for e in entries
            if studies.unfit_seeds(e)]
-  return "did not fit within max_epochs: " + "; ".join(unfit)
+  return ("did not reach 100% training accuracy within --max_epochs: "
+          + "; ".join(unfit))
 
 
 def claims(summary: dict, num_classes: int, model: str
