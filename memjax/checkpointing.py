@@ -301,6 +301,7 @@ class RunCheckpointer:
       return self._manager.restore(step,
                                    args=ocp.args.StandardRestore(abstract))
     except Exception as e:  # orbax/tensorstore raise many types
+      self._manager.close()
       step_dir = os.path.join(self.directory, str(step))
       raise _damaged(step_dir, e, f"delete {step_dir} to resume from the "
                      "start of the run, or re-run with --overwrite.") from None

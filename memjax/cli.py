@@ -16,7 +16,9 @@ workdir), then train. So bad input writes nothing.
 from __future__ import annotations
 
 import math
+import os
 import sys
+import threading
 from typing import Callable
 
 from absl import app
@@ -296,6 +298,18 @@ def _parse_flags(argv):
     sys.exit(2)
 
 
+def _exit(message: str, code: int) -> None:
+  """Prints ``message`` and exits with ``code``. If checkpoint I/O threads
+  are still alive, exits at once: their shutdown would print tracebacks about
+  a closed event loop after the one-line message."""
+  print(message, file=sys.stderr)
+  if threading.active_count() > 1:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # pylint: disable=protected-access
+  sys.exit(code)
+
+
 def run_main(main: Callable[[list[str]], None]) -> None:
   """app.run(main), with bad input reported as ``error: ...`` and exit code 2,
   and Ctrl-C as one line and exit code 130."""
@@ -309,13 +323,10 @@ def run_main(main: Callable[[list[str]], None]) -> None:
         checkpointing.check_workdir_path(flags.FLAGS.workdir)
       main(argv)
     except (ValueError, FloatingPointError, OSError) as e:
-      print(f"error: {e}", file=sys.stderr)
-      sys.exit(2)
+      _exit(f"error: {e}", 2)
     except KeyboardInterrupt:
-      print(INTERRUPTED, file=sys.stderr)
-      sys.exit(130)
+      _exit(INTERRUPTED, 130)
   try:
     app.run(guarded, flags_parser=_parse_flags)
   except KeyboardInterrupt:
-    print(INTERRUPTED, file=sys.stderr)
-    sys.exit(130)
+    _exit(INTERRUPTED, 130)

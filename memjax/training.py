@@ -386,16 +386,26 @@ def check_finite(losses, config: TrainConfig, first_step: int):
         f"{config.lr}). Lower --learning_rate or check the inputs.")
 
 
+# A mean clean cross-entropy this large means logits of order 1e6 against
+# the true class: only diverged training gets there.
+DIVERGED_LOSS = 1e6
+
+
 def check_finite_eval(losses, config: TrainConfig, step: int, what: str):
   """Raises FloatingPointError naming the first seed whose clean evaluation
-  loss after ``step`` is not finite (divergence on the last update).
+  loss after ``step`` is not finite or above ``DIVERGED_LOSS`` (divergence on
+  the last update).
 
   ``losses``: (seeds, examples) per-example evaluation losses."""
-  finite = np.isfinite(np.asarray(losses)).all(axis=1)
-  if not finite.all():
-    lane = int(np.argmin(finite))
+  losses = np.asarray(losses)
+  with np.errstate(invalid="ignore"):
+    healthy = (np.isfinite(losses).all(axis=1)
+               & (losses.mean(axis=1) <= DIVERGED_LOSS))
+  if not healthy.all():
+    lane = int(np.argmin(healthy))
     raise FloatingPointError(
-        f"Non-finite {what} loss for seed {config.seed + lane} after step "
+        f"Non-finite or exploding (mean > {DIVERGED_LOSS:g}) {what} loss for "
+        f"seed {config.seed + lane} after step "
         f"{step} (model {config.model}, learning rate {config.lr}): training "
         "diverged. Lower --learning_rate or check the inputs.")
 

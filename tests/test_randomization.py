@@ -110,7 +110,23 @@ class InputTest(absltest.TestCase):
                                   ds.x_train[~r.train_mask])
     changed = r.dataset.x_train[r.train_mask] != ds.x_train[r.train_mask]
     self.assertGreater(changed.mean(), 0.99)
-    np.testing.assert_array_equal(r.dataset.x_test, ds.x_test)
+    # Validation inputs come from the same distribution: the same fraction
+    # of fresh noise, the rest real.
+    self.assertAlmostEqual(r.test_mask.mean(), 0.4, delta=0.1)
+    np.testing.assert_array_equal(r.dataset.x_test[~r.test_mask],
+                                  ds.x_test[~r.test_mask])
+
+  def test_randx_validation_inputs_are_noise_not_the_real_images(self):
+    ds, r = synthetic(), run("randX")
+    self.assertTrue(r.test_mask.all())
+    corr = np.corrcoef(r.dataset.x_test.ravel(), ds.x_test.ravel())[0, 1]
+    self.assertLess(abs(corr), 0.05)
+    self.assertAlmostEqual(r.dataset.x_test.mean(), ds.x_train.mean(),
+                           delta=0.05 * ds.x_train.std())
+    self.assertAlmostEqual(r.dataset.x_test.std(), ds.x_train.std(),
+                           delta=0.05 * ds.x_train.std())
+    # Fresh draws, not the training noise again.
+    self.assertFalse(np.allclose(r.dataset.x_test[:4], r.dataset.x_train[:4]))
 
 
 class NameTest(absltest.TestCase):
