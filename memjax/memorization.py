@@ -38,7 +38,12 @@ standard-error units (``stats.jeffreys_se``), which stays positive where every
 run agreed (``h`` = 0 or ``k``), unlike the plug-in ``sqrt(p (1 - p) / k)``.
 A difference of two independent proportions (memorization, influence) adds
 the two squared errors. The ``k`` are the numbers of runs that held an example
-in and out (``num_in``, ``num_out``).
+in and out (``num_in``, ``num_out``). Whether a pair's influence is there at
+all is tested exactly (``influence_p_values``: Fisher's exact test), since a
+selection among millions of pairs lives far in the tail, where a normal
+approximation fails. A run whose training loss, or whose final model's clean
+evaluation loss, is not finite stops the estimate with a FloatingPointError
+naming the run.
 
 Geometry. ``knn_label_agreement`` (the share of an example's nearest training
 inputs that share its label: a k-NN estimate of Jiang et al.'s relative local
