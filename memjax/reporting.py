@@ -106,7 +106,7 @@ def format_setup(data_config, dataset, **details) -> str:
     scale = ("per-image standardized: zero mean, unit variance per image "
              "(Zhang et al.'s CIFAR10 preprocessing)")
   else:
-    scale = "pixels / 255, in [0, 1] (Arpit et al.'s MNIST inputs)"
+    scale = "pixels / 255, in [0, 1] (no further preprocessing)"
   lines = ["Setup:",
            f"  data: {dataset.name}, {len(dataset.y_train)} train / "
            f"{len(dataset.y_test)} test, inputs {dataset.input_shape}",
