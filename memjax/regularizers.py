@@ -5,19 +5,20 @@ Each regularizer is a named strength on a ``training.TrainConfig``:
 ==================  ========================================  ===============
 name                meaning                                   valid strength
 ==================  ========================================  ===============
-``weight_decay``    l2 penalty added to the gradient           >= 0
+``weight_decay``    l2 penalty added to the gradient           finite, >= 0
                     (``TrainConfig.weight_decay``)
 ``dropout``         dropout on hidden layers                   [0, 1)
                     (``TrainConfig.dropout``)
 ``input_dropout``   dropout on input pixels, rescaled by       [0, 1)
                     1 / (1 - rate) as hidden dropout is
-``input_noise``     additive N(0, s^2) on the (standardized)   >= 0
-                    inputs
-``hidden_noise``    additive N(0, s^2) on hidden activations   >= 0
+``input_noise``     additive N(0, s^2) on the inputs, in the   finite, >= 0
+                    inputs' own units (pixels / 255 or
+                    per-image standardized)
+``hidden_noise``    additive N(0, s^2) on hidden activations   finite, >= 0
                     (models with dense hidden layers)
-``shift``           random crop with zero padding: every       integer >= 0
-                    image moved by up to ``shift`` pixels
-                    in each direction
+``shift``           random crop with zero padding: every       integer >= 0,
+                    image moved by up to ``shift`` pixels      below the image
+                    in each direction                          side
 ``color_jitter``    random brightness and contrast, plus       [0, 1]
                     saturation and hue on RGB images
 ==================  ========================================  ===============
@@ -25,11 +26,16 @@ name                meaning                                   valid strength
 The last five live in the frozen ``Regularization`` carried by
 ``TrainConfig.regularization`` (with ``flip`` for horizontal flips); weight
 decay and dropout stay the engine's own fields, so every strength has one
-source of truth. ``with_strength`` sets any of them by name.
+source of truth. ``with_strength`` sets any of them by name. A shift needs the
+image side to be checked (``check_input_shape``): a shift of the whole side
+would train on blank images.
 
 Input perturbations act only on the training minibatch, inside the train step,
 through ``perturb(regularization, key, x)`` with a key derived from (seed,
-step); the clean evaluation pass and the test set never see them. We read
+step); the clean evaluation pass and the test set never see them. Nothing here
+depends on the batch being full: an epoch's partial last batch is padded with
+filler examples of weight 0 (``training.Trainer.epoch_weights``), which are
+perturbed and searched like the others but do not count in the loss. We read
 Zhang et al.'s "random crop" as a random 28x28 crop of the 32x32 CIFAR image
 (their evaluation crop is the centre 28x28), i.e. the centre crop shifted by up
 to 2 pixels; on the already-cropped arrays the same shift is a crop of the
@@ -42,7 +48,11 @@ Adversarial training (Arpit et al. Sec. 5): with ``adversarial`` set to a
 points that Langevin adversarial sample search reaches from its examples (the
 critical samples, or the last searched point when none is found within the
 box), with the original labels; the search uses the current model in eval
-mode. It costs up to ``max_iterations`` extra forward/backward passes per step.
+mode. The train step gives each found point its example's weight (the weights
+are doubled along with the batch), so filler rows stay at weight 0. It costs
+up to ``max_iterations`` extra forward/backward passes per step: under ``vmap``
+every search of a batch runs until the last one stops, which with the paper's
+small box (0.3 of 255 intensity levels) is almost always ``max_iterations``.
 """
 
 from __future__ import annotations
@@ -86,17 +96,19 @@ class Regularization:
   adversarial: Any = None  # a complexity.LassConfig: adversarial training
 
   def __post_init__(self):
+    # Comparisons are False for NaN, so NaN fails every check; inf is refused
+    # explicitly (noise of infinite scale is not a regularizer).
     checks = {"input_dropout": 0 <= self.input_dropout < 1,
-              "input_noise": self.input_noise >= 0,
-              "hidden_noise": self.hidden_noise >= 0,
+              "input_noise": 0 <= self.input_noise < math.inf,
+              "hidden_noise": 0 <= self.hidden_noise < math.inf,
               "shift": isinstance(self.shift, int) and self.shift >= 0,
               "color_jitter": 0 <= self.color_jitter <= 1}
     for name, ok in checks.items():
       if not ok:
         raise ValueError(
             f"Invalid {name}={getattr(self, name)!r} (valid: input_dropout in "
-            "[0, 1); input_noise and hidden_noise >= 0; shift an integer "
-            ">= 0; color_jitter in [0, 1]).")
+            "[0, 1); input_noise and hidden_noise finite and >= 0; shift an "
+            "integer >= 0; color_jitter in [0, 1]).")
     if self.adversarial is not None:
       # complexity imports training, which imports this module: import late.
       from memjax import complexity  # pylint: disable=g-import-not-at-top
@@ -115,18 +127,18 @@ def validate(name: str, strength: float) -> None:
   if name not in REGULARIZERS:
     raise ValueError(f"Unknown regularizer {name!r}; valid: "
                      f"{', '.join(REGULARIZERS)}.")
-  engine_ok = {"weight_decay": lambda: strength >= 0,
+  engine_ok = {"weight_decay": lambda: 0 <= strength < math.inf,
                "dropout": lambda: 0 <= strength < 1}
   if name not in engine_ok:
     Regularization(**{name: _field_value(name, strength)})  # validates
   elif not engine_ok[name]():
-    raise ValueError(f"Invalid {name}={strength!r} (valid: weight_decay >= 0; "
-                     "dropout in [0, 1)).")
+    raise ValueError(f"Invalid {name}={strength!r} (valid: weight_decay finite "
+                     "and >= 0; dropout in [0, 1)).")
 
 
 def _field_value(name: str, strength: float):
   if name == "shift":
-    if strength != int(strength):
+    if not math.isfinite(strength) or strength != int(strength):
       raise ValueError(f"Invalid shift={strength!r}: a whole number of pixels "
                        ">= 0.")
     return int(strength)
@@ -152,6 +164,15 @@ def check_model(model: str, dropout: float,
         f"Model {model!r} has no dense hidden layers, so dropout={dropout} "
         f"and hidden_noise={regularization.hidden_noise} must be 0 (use them "
         "with mlp<depth>x<width>, alexnet or arpit_cnn).")
+
+
+def check_input_shape(regularization: Regularization, input_shape) -> None:
+  """Refuses a shift that would move every pixel out of an image of
+  ``input_shape`` (H, W, C): it must be smaller than both sides."""
+  side = min(input_shape[0], input_shape[1])
+  if regularization.shift >= side:
+    raise ValueError(f"Invalid shift={regularization.shift}: it must be smaller "
+                     f"than the image side ({side} pixels).")
 
 
 def crop_augmentation(dataset: str, side: int) -> Regularization:

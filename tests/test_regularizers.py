@@ -48,7 +48,11 @@ class ValidationTest(parameterized.TestCase):
       dict(field="hidden_noise", value=-0.1),
       dict(field="shift", value=-1),
       dict(field="shift", value=1.5),
-      dict(field="color_jitter", value=1.5))
+      dict(field="color_jitter", value=1.5),
+      dict(field="input_noise", value=float("inf")),
+      dict(field="hidden_noise", value=float("inf")),
+      dict(field="input_noise", value=float("nan")),
+      dict(field="color_jitter", value=float("nan")))
   def test_bad_regularization_strength_is_a_clear_error(self, field, value):
     with self.assertRaisesRegex(ValueError, f"{field}={value!r}"):
       Regularization(**{field: value})
@@ -59,7 +63,13 @@ class ValidationTest(parameterized.TestCase):
       dict(name="dropout", strength=1.5),
       dict(name="input_dropout", strength=1.0),
       dict(name="input_noise", strength=-2.0),
-      dict(name="shift", strength=0.5))
+      dict(name="shift", strength=0.5),
+      dict(name="weight_decay", strength=float("inf")),
+      dict(name="weight_decay", strength=float("nan")),
+      dict(name="input_noise", strength=float("inf")),
+      dict(name="hidden_noise", strength=float("inf")),
+      dict(name="shift", strength=float("inf")),
+      dict(name="shift", strength=float("nan")))
   def test_with_strength_refuses_out_of_range(self, name, strength):
     with self.assertRaisesRegex(ValueError, name):
       regularizers.with_strength(training.TrainConfig(), name, strength)
@@ -91,6 +101,14 @@ class ValidationTest(parameterized.TestCase):
     noisy = regularizers.with_strength(base, "input_noise", 2)
     self.assertEqual(noisy.regularization,
                      Regularization(shift=2, input_noise=2.0))
+
+  def test_shift_must_be_smaller_than_the_image(self):
+    regularizers.check_input_shape(Regularization(shift=27), (28, 28, 1))
+    regularizers.check_input_shape(Regularization(), (8, 8, 3))
+    for shift, shape in ((28, (28, 28, 1)), (1000, (28, 28, 1)),
+                         (8, (32, 8, 3))):
+      with self.assertRaisesRegex(ValueError, f"shift={shift}.*side"):
+        regularizers.check_input_shape(Regularization(shift=shift), shape)
 
   def test_crop_augmentation_flips_natural_images_only(self):
     self.assertEqual(regularizers.crop_augmentation("mnist5k", 28),
@@ -238,6 +256,31 @@ class TrainingTest(absltest.TestCase):
         jax.jit(plain.train_step)(
             state, key, jnp.concatenate([x, found.adversarial]),
             jnp.concatenate([y, y])), atol=1e-6)
+
+  def test_adversarial_points_of_filler_rows_carry_weight_zero(self):
+    # An epoch's partial last batch is padded with weight-0 filler rows; with
+    # adversarial training the weights are doubled along with the batch, so
+    # the step equals a step on the real rows and their critical samples.
+    data = tiny_data()
+    lass = complexity.LassConfig(radius=0.5, alpha=0.2, beta=0.1,
+                                 max_iterations=3)
+    trainer = training.Trainer(
+        training.TrainConfig(model="mlp1x8",
+                             regularization=Regularization(adversarial=lass)),
+        (6, 6, 1), 3)
+    key = jax.random.key(0)
+    state = dataclasses.replace(trainer.init_one(key), step=jnp.int32(1))
+    x, y = jnp.asarray(data.x_train[:8]), jnp.asarray(data.y_train[:8])
+    real = 5
+    padded_x = jnp.concatenate([x[:real], x[:8 - real]])  # filler: repeats
+    padded_y = jnp.concatenate([y[:real], y[:8 - real]])
+    weights = (jnp.arange(8) < real).astype(jnp.float32)
+    step = jax.jit(trainer.train_step)
+    padded_state, padded_loss = step(state, key, padded_x, padded_y, weights)
+    real_state, real_loss = step(state, key, x[:real], y[:real])
+    chex.assert_trees_all_close(padded_loss, real_loss, atol=1e-6)
+    chex.assert_trees_all_close(padded_state.params, real_state.params,
+                                atol=1e-6)
 
   def test_clean_evaluation_pass_and_test_set_are_never_augmented(self):
     data = tiny_data()
