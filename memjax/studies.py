@@ -248,7 +248,7 @@ def fit_claim(summary: dict[str, dict], labels: dict[str, str] | None = None,
       "seed",
       acc >= FIT_THRESHOLD,
       ", ".join(f"{labels[k]}: {s['train_acc_min']:.2%} (worst seed), "
-                f"{s['seeds_fit']}/{s['seeds']} seeds at 100%"
+                f"{s['seeds_fit']}/{s['seeds']} seeds reached 100%"
                 for k, s in summary.items()),
       value=acc, uncertainty=se, threshold=FIT_THRESHOLD)
 

@@ -287,6 +287,11 @@ class LabelCorruptionClaimsTest(absltest.TestCase):
     self.assertEqual(verdict(claims, start), "NOT REPRODUCED")
     [claim] = [c for c in claims if c.claim.startswith(start)]
     self.assertIn("p=1: seeds [2]", claim.measured)
+    # The levels that did fit are shown as an exploratory reading, no verdict.
+    [reading] = [c for c in claims if c.exploratory]
+    self.assertEqual(reading.verdict, "EXPLORATORY")
+    self.assertIn("p=0.2, p=0.4, p=0.6, p=0.8)", reading.claim)
+    self.assertGreater(reading.value, 0)
 
   def test_per_seed_slopes(self):
     slopes = label_corruption.per_seed_slopes(
