@@ -41,10 +41,14 @@ Command:
 
   python experiments/example_scores.py
 
-Expected: to be measured with this setup (see the commit that follows).
+Measured (2026-12-01, this command; 131 s wall while ~6 other jobs shared the
+2 CPU cores): 176 of 1,000 labels changed; ROC AUC (95% bootstrap interval)
+EL2N 0.986 [0.977, 0.993], GraNd 0.982 [0.973, 0.989], forgetting 0.916
+[0.893, 0.936]: all three REPRODUCED. Training accuracy after 30 epochs 99.9%
+(mean over seeds), test accuracy 80.5%.
+
 Earlier code (per-image standardized inputs, 5 seeds, AUC without interval)
-measured 176 of 1,000 labels changed; AUC 0.987 for EL2N, 0.987 for GraNd,
-0.871 for forgetting.
+measured AUC 0.987 for EL2N, 0.987 for GraNd, 0.871 for forgetting.
 
 Resume: the early run checkpoints in ``<workdir>/early/checkpoints`` and its
 scores are saved to ``<workdir>/early/scores.npz`` (fingerprinted); the full
@@ -235,12 +239,8 @@ def paper_differences(data_config, train_config, normalize) -> str:
 
 def setup_text(data_config, dataset, train_config, score_epoch, noise,
                label_noise, norms):
-  normalization = ("none" if norms is None else
-                   f"minus the training set's mean {float(norms['mean'][0]):.3f}"
-                   f", divided by its std {float(norms['std'][0]):.3f} (per "
-                   "channel)")
-  return reporting.format_setup(
-      data_config, dataset, normalization=normalization,
+  text = reporting.format_setup(
+      data_config, dataset,
       model=f"{train_config.model}, SGD lr {train_config.lr}, momentum "
             f"{train_config.momentum}, batch {train_config.batch_size}, "
             f"{train_config.max_epochs} epochs, {train_config.num_seeds} "
@@ -252,6 +252,16 @@ def setup_text(data_config, dataset, train_config, score_epoch, noise,
                   f"over all {train_config.max_epochs} epochs",
       differs_from_paper=paper_differences(data_config, train_config,
                                            norms is not None))
+  if norms is None:
+    return text
+  # format_setup describes data_config's preprocessing only; say what the
+  # normalization adds to it.
+  base = "per-image standardized" if data_config.standardize else "pixels / 255"
+  line = (f"  preprocessing: {base}, then minus the training set's mean "
+          f"{float(norms['mean'][0]):.3f} and divided by its std "
+          f"{float(norms['std'][0]):.3f} (per channel)")
+  return "\n".join(line if row.startswith("  preprocessing:") else row
+                   for row in text.splitlines())
 
 
 def plot_scores(path, scores, corrupted, aucs):

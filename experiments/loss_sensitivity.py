@@ -55,10 +55,25 @@ Command:
 
   python experiments/loss_sensitivity.py
 
-Expected: to be measured with this setup (see the commit that follows).
-Earlier code (the same setup; the old criteria without uncertainty) measured
-Gini of the unrolled form real 0.602, randX 0.274, randY 0.311, noise50 0.330,
-nway 0.192.
+Measured (2026-12-01, this command; 212 s wall while ~6 other jobs shared the
+2 CPU cores), mean +- SE over 3 seeds:
+
+* Gini, unrolled form: real 0.570 +- 0.018 vs randX 0.251 +- 0.017, randY
+  0.214 +- 0.020, noise50 0.208 +- 0.013, nway 0.163 +- 0.006; direct form:
+  real 0.586 vs 0.195, 0.179, 0.214, 0.176. Real data highest in every
+  comparison by 13-71 SE: all 8 REPRODUCED.
+* g_ij diagonal: every row of real data's seed-mean matrix peaks on the
+  diagonal (randX: every row; randY and noise50: 9 of 10), but the narrowest
+  relative margin (row 0: 0.199 +- 0.11) is under 2 SE with 3 seeds: NOT
+  REPRODUCED.
+* Off-diagonal share: real 0.324 vs randX 0.718 and randY 0.809 (differences
+  -0.394 +- 0.044, -0.486 +- 0.008): real data has LESS off-diagonal
+  sensitivity, the opposite of the paper's reading: NOT REPRODUCED.
+* Exploratory: coefficient of variation of the off-diagonal entries real
+  0.575 vs randX 0.212, randY 0.168 (a few class pairs dominate for real data).
+
+Earlier code (criteria without uncertainty) measured Gini real 0.602, randX
+0.274, randY 0.311, noise50 0.330, nway 0.192.
 
 Resume: every condition's run checkpoints (model state, running sums and
 per-epoch records) at most every ``--checkpoint_seconds`` and when it ends, in
