@@ -22,6 +22,8 @@ def main():
   script, cases = sys.argv[1], json.loads(sys.argv[2])
   sys.argv = [script]
   module = runpy.run_path(script, run_name="flag_cases")
+  if "define_flags" in module:  # scripts that define flags only when run
+    module["define_flags"]()
   results = []
   for args in cases:
     flags.FLAGS.unparse_flags()
