@@ -4,198 +4,446 @@ Claim tested: a network that memorizes noise computes a more complex function
 than one trained on real data, as measured by the critical sample ratio (CSR):
 the fraction of examples with a differently classified point within an l-inf
 box of radius r, found by Langevin adversarial sample search (LASS). The
-validation CSR is higher for noise (randX: Gaussian training inputs; randY:
-random training labels) than for real data, rises during training and then
-plateaus; with partial label noise the validation accuracy peaks before the CSR
-jumps (memorization starts after the real patterns are learned).
+validation CSR is higher for noise (randX: Gaussian inputs; randY: random
+training labels) than for real data, rises during training and then plateaus;
+with partial label noise the validation accuracy peaks before the CSR jumps
+(memorization starts after the real patterns are learned).
 
-Command (embedded MNIST-5k, a stratified 1,000-example training subset and 500
-validation examples; MLP 2x128; conditions real, randX, randY_0.2, randY_0.6
-and randY with 2 seeds each, all 10 lanes trained as ONE vmapped run for 40
-epochs; CSR of 200 validation and 200 training examples every 5 epochs):
+Command (embedded MNIST-5k as pixels / 255, Arpit et al.'s MNIST inputs; a
+stratified 1,000-example training subset and 500 validation examples; MLP
+2x128; conditions real, randX, randY_0.2, randY_0.6 and randY with 3 seeds
+each, all 15 lanes trained as ONE vmapped run for 150 epochs, long enough for
+random labels to be fit on these inputs; CSR of 200 validation and 200
+training examples at initialization and every 10 epochs):
 
   python experiments/critical_samples.py
 
-LASS uses the paper's alpha = 0.25, beta = 0.2, r = 0.3 and 100 iterations,
-in units of one intensity level of 0-255 images mapped onto the range of our
-per-image standardized inputs (see ``memjax.complexity``); --lass_radius etc.
-change them in those units.
+Noise: randX replaces every input, training and validation, by Gaussian noise
+with the training pixels' mean and standard deviation; randY_<p> replaces each
+training label with probability p by a uniform class (validation labels stay
+clean). LASS uses the paper's alpha = 0.25, beta = 0.2, r = 0.3 intensity
+levels and 100 iterations, in each input's own units: the box of image i has
+radius r / 255 * scale_i, where scale_i is the factor by which preprocessing
+multiplied its pixels / 255 (1 here, so r / 255 = 0.00118; 1 / std_i with
+--standardize; noise inputs take the real images' mean scale). The search is
+clipped to each input's valid range: [0, 1] for real images on /255 inputs
+(with --standardize the range of the real standardized inputs), and the noise
+inputs' own minimum..maximum for randX. --lass_radius etc. change r, alpha and
+beta in intensity levels.
 
-Expected (measured with the default command): final validation CSR about 5%
-for real data, 15-30% for partial randY and 35-40% for randX and randY, with
-training accuracy near 100% for every condition; with partial randY the
-validation accuracy peaks (epoch ~10) well before the CSR jump (epoch 20-35).
-Unlike the paper's curves, the CSR at initialization is already ~25% (an
-untrained net's near-uniform outputs flip class under tiny perturbations); for
-real data it falls during training. 84 s on an idle 2-core CPU
-(measured 2026-11-26). The paper used the
-full datasets and a larger MLP / CNN; add --train_size=4000 --model=mlp2x512
-(slower) to get closer.
+Criteria (fixed before the run). The CSR of a condition at a measurement is
+the mean over its seeds; its standard error is the larger of the standard error
+over seeds and the Jeffreys standard error of the pooled binomial proportion
+(critical examples out of examples x seeds). A difference exceeds noise when it
+is larger than 2 standard errors (the two SEs added in quadrature):
+  * for each noise condition, final validation CSR minus real's > 2 SE;
+  * for each condition, final validation CSR minus the CSR at initialization
+    > 2 SE ("rises during training");
+  * for each partial randY condition, a CSR jump exists (the largest rise
+    between consecutive measurements that exceeds 2 SE of that rise) and the
+    validation accuracy (mean over seeds) peaks no later than the epoch that
+    ends the jump.
 
-Outputs in --workdir: results.json (summary keyed by condition with ``csr``,
-``csr_train``, accuracies and the CSR curve), critical_samples.png (validation
-CSR, training CSR and accuracies vs epoch). Each run recomputes from scratch.
+Expected: not yet measured with this setup.
+
+Setup differences from the paper: 1,000 training examples of MNIST-5k (paper:
+full MNIST and CIFAR10) and an MLP 2x128 for 150 epochs (paper: larger
+MLPs and a CNN). Add --train_size=4000 --model=mlp2x512 (slower) to get closer.
+
+Outputs in --workdir: results.json (summary keyed by condition with ``csr``
+and ``csr_se``, the initial and training CSR, accuracies and the CSR curves),
+critical_samples.png (validation CSR with its standard error, training CSR and
+accuracies vs epoch), csr/epoch_<e>.npz (which measured examples were critical,
+per lane), training checkpoints. Re-running the same command resumes: training
+from its latest checkpoint, and every CSR measurement already saved is reused.
 """
 
 import dataclasses
+import os
+import re
+import time
 
 from absl import flags
 import jax
 import numpy as np
+import tqdm
 
+from memjax import checkpointing
 from memjax import cli
 from memjax import complexity
 from memjax import data as data_lib
+from memjax import randomization as rand_lib
 from memjax import reporting
+from memjax import stats
 from memjax import studies
 from memjax import training
 
 CONDITIONS = ("real", "randX", "randY_0.2", "randY_0.6", "randY")
+CONDITION_NAMES = "real, randX, randY, randX_<p> or randY_<p> (p in [0, 1])"
 
 cli.define_data_flags(standardize=False)
-cli.define_train_flags(model="mlp2x128", seeds=2, max_epochs=40,
+cli.define_train_flags(model="mlp2x128", seeds=3, max_epochs=150,
                        shard_seeds=False)
 cli.define_run_flags("runs/critical_samples")
 flags.FLAGS.set_default("train_size", 1000)
 flags.FLAGS.set_default("test_size", 500)
-flags.DEFINE_list("conditions", list(CONDITIONS),
-                  "real, randX, randY or randX_<p> / randY_<p> (partial noise).")
-flags.DEFINE_integer("randomization_seed", 0, "Seeds the noise.")
-flags.DEFINE_integer("csr_every", 5, "Measure the CSR every this many epochs.")
-flags.DEFINE_integer("csr_examples", 200,
-                     "Validation and training examples whose CSR is measured.")
-flags.DEFINE_float("lass_radius", complexity.PAPER_RADIUS,
-                   "Box radius r in 0-255 intensity levels.")
-flags.DEFINE_float("lass_alpha", complexity.PAPER_ALPHA,
-                   "Sign-gradient step in 0-255 intensity levels.")
-flags.DEFINE_float("lass_beta", complexity.PAPER_BETA,
-                   "Langevin noise scale in 0-255 intensity levels.")
-flags.DEFINE_integer("lass_iterations", complexity.PAPER_MAX_ITERATIONS,
-                     "LASS steps per example before giving up.")
+flags.DEFINE_list("conditions", list(CONDITIONS), f"Any of {CONDITION_NAMES}.")
+cli.define_int("randomization_seed", 0, "Seeds the noise.", low=0,
+               high=cli.MAX_SEED)
+cli.define_int("csr_every", 10, "Measure the CSR every this many epochs.",
+               low=1)
+cli.define_int("csr_examples", 200,
+               "Validation and training examples whose CSR is measured.", low=1)
+cli.define_float("lass_radius", complexity.PAPER_RADIUS,
+                 "Box radius r in intensity levels of 0-255 images.", low=0,
+                 low_open=True)
+cli.define_float("lass_alpha", complexity.PAPER_ALPHA,
+                 "Sign-gradient step in intensity levels of 0-255 images.",
+                 low=0)
+cli.define_float("lass_beta", complexity.PAPER_BETA,
+                 "Langevin noise scale in intensity levels of 0-255 images.",
+                 low=0)
+cli.define_int("lass_iterations", complexity.PAPER_MAX_ITERATIONS,
+               "LASS steps per example before giving up.", low=1)
 FLAGS = flags.FLAGS
 
 SMOKE = dict(max_epochs=2, num_seeds=1)
 SMOKE_CSR = dict(csr_every=1, csr_examples=16, lass_iterations=5)
+SPLITS = ("val", "train")
 
 
-def train_with_csr(config, data, lass_config, csr_every, csr_examples,
-                   lass_seed, progress):
-  """Trains every lane as one vmapped run, measuring CSR every few epochs.
+def condition_names(values) -> list[str]:
+  """The distinct conditions of --conditions, or an error naming the flag."""
+  names = list(dict.fromkeys(values))
+  if not names:
+    raise ValueError(f"--conditions must name at least one of "
+                     f"{CONDITION_NAMES}; got an empty list.")
+  for name in names:
+    if not (name in ("real", "randX", "randY")
+            or re.fullmatch(r"rand[XY]_[0-9.]+", name)):
+      raise ValueError(f"--conditions: unknown condition {name!r}; valid: "
+                       f"{CONDITION_NAMES}.")
+    rand_lib.from_name(name)  # checks the fraction
+  return names
 
-  Returns per-epoch accuracies (epochs, lanes) and, at the measured epochs
-  (0 = initialization), validation and training CSR (measures, lanes).
+
+@dataclasses.dataclass(frozen=True)
+class Probe:
+  """The examples whose CSR is measured and their LASS boxes, per lane."""
+
+  ids: np.ndarray  # (m,) positions in the split, the same for every lane
+  x: np.ndarray  # (lanes, m, ...) inputs
+  scale: np.ndarray  # (lanes, m) preprocessing scale of pixels / 255
+  low: np.ndarray  # (lanes, m) valid input range
+  high: np.ndarray
+
+
+def input_box(dataset: data_lib.Dataset, randomized: rand_lib.Randomized,
+              replaces_inputs: bool, standardize: bool) -> dict:
+  """Per split ("train", "test"): (scale, low, high) per example.
+
+  A real image keeps its preprocessing scale (``Dataset.train_scale``) and the
+  valid range of its preprocessing: [0, 1] for pixels / 255, the range of the
+  real inputs when standardized. A noise input (``replaces_inputs`` and its
+  mask set) takes the real training images' mean scale and the range of the
+  condition's noise inputs, so the search is never pinned to a box edge that
+  lies inside the noise's own range.
+  """
+  if standardize:
+    real_range = (float(min(dataset.x_train.min(), dataset.x_test.min())),
+                  float(max(dataset.x_train.max(), dataset.x_test.max())))
+  else:
+    real_range = (0.0, 1.0)
+  noisy = randomized.dataset
+  masks = {"train": randomized.train_mask, "test": randomized.test_mask}
+  if not replaces_inputs:
+    masks = {split: np.zeros_like(mask) for split, mask in masks.items()}
+  noise = np.concatenate([noisy.x_train[masks["train"]].ravel(),
+                          noisy.x_test[masks["test"]].ravel()])
+  noise_range = (float(noise.min()), float(noise.max())) if noise.size else (
+      real_range)
+  scales = {"train": dataset.train_scale, "test": dataset.test_scale}
+  noise_scale = float(np.mean(scales["train"]))
+  box = {}
+  for split, mask in masks.items():
+    box[split] = (np.where(mask, noise_scale, scales[split]),
+                  np.where(mask, noise_range[0], real_range[0]),
+                  np.where(mask, noise_range[1], real_range[1]))
+  return box
+
+
+def condition_lanes(dataset: data_lib.Dataset, names, seeds: int,
+                    randomization_seed: int, standardize: bool,
+                    csr_examples: int):
+  """Every (condition, seed) pair as one lane of a single vmapped run.
+
+  Lane ``c * seeds + s`` trains condition ``names[c]``, randomized once per
+  condition (``studies.condition_key``) and shared by its seeds. Returns the
+  per-lane TrainData, the CSR probes {"val", "train"} and, per condition, the
+  clip ranges of its measured examples.
+  """
+  per_condition = {"x_train": [], "y_train": [], "x_test": [], "y_test": []}
+  boxes = []
+  for name in names:
+    randomization = rand_lib.from_name(name)
+    randomized = rand_lib.apply(
+        dataset, randomization,
+        studies.condition_key(randomization_seed, name))
+    for field, values in per_condition.items():
+      values.append(getattr(randomized.dataset, field))
+    boxes.append(input_box(dataset, randomized,
+                           randomization.kind == "noisy_inputs", standardize))
+  lanes = lambda arrays: np.repeat(np.stack(arrays), seeds, axis=0)
+  data = training.TrainData(
+      **{field: lanes(values) for field, values in per_condition.items()},
+      num_classes=dataset.num_classes, per_seed_inputs=True,
+      per_seed_labels=True)
+  # The same examples for every lane, evenly spaced over the split (which is
+  # in class order), so each class is represented.
+  probes = {}
+  for split, x, n in (("val", data.x_test, data.x_test.shape[1]),
+                      ("train", data.x_train, data.num_train)):
+    ids = np.linspace(0, n - 1, min(csr_examples, n)).astype(int)
+    box = [lanes([b["test" if split == "val" else "train"][i][ids]
+                  for b in boxes]) for i in range(3)]
+    probes[split] = Probe(ids, x[:, ids], *box)
+  ranges = {name: (float(probes["val"].low[c * seeds].min()),
+                   float(probes["val"].high[c * seeds].max()))
+            for c, name in enumerate(names)}
+  return data, probes, ranges
+
+
+def measurement_epochs(max_epochs: int, csr_every: int) -> list[int]:
+  """Initialization (0), every ``csr_every`` epochs, and the last epoch."""
+  return [0] + [e for e in range(1, max_epochs + 1)
+                if e % csr_every == 0 or e == max_epochs]
+
+
+def train_with_csr(config, data, probes, lass_config, csr_every: int,
+                   lass_seed: int, workdir: str, checkpoint_seconds: float,
+                   progress: bool):
+  """Trains every lane as one vmapped run, measuring CSR along the way.
+
+  The training state is checkpointed under ``workdir/checkpoints`` (at most
+  every ``checkpoint_seconds`` and at the end) and each CSR measurement is
+  saved to ``workdir/csr/epoch_<e>.npz`` as soon as it is made, both tied to
+  the configuration by a fingerprint; a re-run restores the latest checkpoint
+  and reuses every saved measurement (training replays exactly).
+
+  Returns per-epoch accuracies {"train_acc", "val_acc"} (epochs, lanes) and
+  {"epoch": (M,), "val"/"train": (M, lanes, m) bool}: which probe examples
+  were critical at each measured epoch (0 = initialization).
   """
   lanes = config.num_seeds
   trainer = training.cached_trainer(config, data.input_shape,
                                     data.num_classes)
   keys = training.seed_keys(config)
-  state = trainer.init(keys)
   train_index = training.default_train_index(data, lanes)
+  steps = training.steps_per_epoch(config, data.num_train)
   axes = dict(per_seed_inputs=True, per_seed_labels=True)
-  # The same examples for every lane: evenly spaced over the (class-sorted)
-  # split, so each class is represented.
-  val_ids = np.linspace(0, data.x_test.shape[1] - 1,
-                        min(csr_examples, data.x_test.shape[1])).astype(int)
-  train_ids = np.linspace(0, data.num_train - 1,
-                          min(csr_examples, data.num_train)).astype(int)
-  val_x, train_x = data.x_test[:, val_ids], data.x_train[:, train_ids]
+  run_stamp = training.run_fingerprint(config, data, train_index)
+  csr_stamp = checkpointing.fingerprint(
+      run_stamp, lass_config, lass_seed,
+      [(p.ids, p.scale, p.low, p.high) for p in probes.values()])
+  epochs_measured = measurement_epochs(config.max_epochs, csr_every)
+  csr_dir = os.path.join(workdir, "csr")
+  checkpointing.register(csr_dir)
+  os.makedirs(csr_dir, exist_ok=True)
+  csr_path = lambda epoch: os.path.join(csr_dir, f"epoch_{epoch:05d}.npz")
 
-  def measure(epoch):
+  def measure(state, epoch):
+    path, stamp = csr_path(epoch), checkpointing.fingerprint(csr_stamp, epoch)
+    if os.path.exists(path):
+      return checkpointing.load_npz(path, stamp)
     lass_keys = jax.random.split(
         jax.random.fold_in(jax.random.key(lass_seed), epoch), lanes)
-    return [complexity.seed_csr(trainer, state, x, lass_config, lass_keys,
-                                per_seed_inputs=True) for x in (val_x, train_x)]
+    critical = {split: np.asarray(complexity.seed_lass(
+        trainer, state, p.x, lass_config, lass_keys, per_seed_inputs=True,
+        scale=p.scale, low=p.low, high=p.high).critical)
+                for split, p in probes.items()}
+    checkpointing.save_npz(path, stamp, **critical)
+    return critical
 
-  curves = {k: [] for k in ("train_acc", "val_acc")}
-  csr = {"epoch": [0], "val": [], "train": []}
-  val_csr, train_csr = measure(0)
-  csr["val"].append(val_csr)
-  csr["train"].append(train_csr)
-  for epoch in range(config.max_epochs):
+  history = {k: np.full((config.max_epochs, lanes), np.nan, np.float32)
+             for k in ("train_acc", "val_acc")}
+  carry = {"state": trainer.init(keys), "history": history,
+           "epoch": np.int32(0)}
+  checkpointer = checkpointing.RunCheckpointer(
+      os.path.join(workdir, "checkpoints"), run_stamp)
+  latest = checkpointer.latest_step()
+  if latest is not None:
+    for epoch in epochs_measured:
+      if epoch <= latest and not os.path.exists(csr_path(epoch)):
+        raise ValueError(f"{csr_path(epoch)} is missing but the checkpoint of "
+                         f"epoch {latest} needs it; re-run with --overwrite "
+                         "to start again.")
+    carry = checkpointer.restore(carry)
+  state, epoch = carry["state"], int(carry["epoch"])
+  history = {k: np.array(v) for k, v in carry["history"].items()}
+  # After a restore every earlier measurement is on disk (checked above), so
+  # ``state`` is used only to measure the initialization of a fresh run.
+  critical = {e: measure(state, e) for e in epochs_measured if e <= epoch}
+  bar = tqdm.tqdm(total=config.max_epochs, initial=epoch, unit="epoch",
+                  disable=not progress, leave=False)
+  last_save = time.monotonic()
+  while epoch < config.max_epochs:
     state, losses = trainer.train_epoch(state, keys, epoch, data.x_train,
                                         data.y_train, train_index, **axes)
-    training.check_finite(losses, config,
-                          first_step=epoch * losses.shape[1])
-    _, train_correct = trainer.evaluate(state, data.x_train, data.y_train,
-                                        **axes)
-    _, val_correct = trainer.evaluate(state, data.x_test, data.y_test, **axes)
-    curves["train_acc"].append(np.asarray(train_correct).mean(1))
-    curves["val_acc"].append(np.asarray(val_correct).mean(1))
-    done = epoch + 1
-    if done % csr_every == 0 or done == config.max_epochs:
-      val_csr, train_csr = measure(done)
-      csr["epoch"].append(done)
-      csr["val"].append(val_csr)
-      csr["train"].append(train_csr)
-    if progress:
-      print(f"epoch {done}: train acc {np.round(curves['train_acc'][-1], 3)}, "
-            f"val CSR {np.round(csr['val'][-1], 3)}", flush=True)
-  return ({k: np.stack(v) for k, v in curves.items()},
-          {"epoch": np.array(csr["epoch"]), "val": np.stack(csr["val"]),
-           "train": np.stack(csr["train"])})
+    training.check_finite(np.asarray(losses), config, first_step=epoch * steps)
+    epoch += 1
+    for key, x, y in (("train_acc", data.x_train, data.y_train),
+                      ("val_acc", data.x_test, data.y_test)):
+      loss, correct = trainer.evaluate(state, x, y, **axes)
+      training.check_finite_eval(loss, config, epoch * steps,
+                                 "training-set" if key == "train_acc"
+                                 else "validation-set")
+      history[key][epoch - 1] = np.asarray(correct).mean(1)
+    if epoch in epochs_measured:
+      critical[epoch] = measure(state, epoch)
+    bar.update(1)
+    bar.set_postfix(train_acc=f"{history['train_acc'][epoch - 1].min():.3f}",
+                    val_csr=f"{critical[max(critical)]['val'].mean():.3f}")
+    if (epoch == config.max_epochs
+        or time.monotonic() - last_save >= checkpoint_seconds):
+      checkpointer.save(epoch, {"state": state, "history": history,
+                                "epoch": np.int32(epoch)})
+      last_save = time.monotonic()
+  bar.close()
+  checkpointer.close()
+  return history, {"epoch": np.array(epochs_measured),
+                   **{split: np.stack([critical[e][split]
+                                       for e in epochs_measured])
+                      for split in SPLITS}}
 
 
-def summarize(names, seeds, curves, csr):
-  """Per condition: final and best numbers (means over its seeds) and curves."""
+def csr_mean_se(critical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Mean CSR over seeds and its standard error at every measurement.
+
+  ``critical``: (measurements, seeds, examples) bool. The SE is the larger of
+  the standard error over seeds and the Jeffreys standard error of the pooled
+  proportion (critical examples out of examples x seeds), so it is never zero
+  and never smaller than the binomial noise of a finite probe set.
+  """
+  counts = critical.sum(-1).astype(np.float64)
+  seeds, examples = critical.shape[1:]
+  per_seed = counts / examples
+  mean = per_seed.mean(1)
+  seed_se = np.array([stats.mean_se(row)[1] for row in per_seed])
+  binomial_se = stats.jeffreys_se(counts.sum(1), seeds * examples)
+  return mean, np.fmax(seed_se, binomial_se)
+
+
+def csr_jump(curve, se, epochs) -> dict | None:
+  """The CSR jump: the largest rise of ``curve`` between consecutive
+  measurements among those larger than ``stats.SIGMAS`` standard errors of the
+  rise (the two SEs in quadrature); None when no rise exceeds its noise."""
+  curve, se = np.asarray(curve, float), np.asarray(se, float)
+  rises, rise_se = np.diff(curve), np.hypot(se[1:], se[:-1])
+  significant = rises > stats.SIGMAS * rise_se
+  if not significant.any():
+    return None
+  i = int(np.argmax(np.where(significant, rises, -np.inf)))
+  return {"start": int(epochs[i]), "end": int(epochs[i + 1]),
+          "rise": float(rises[i]), "se": float(rise_se[i])}
+
+
+def summarize(names, seeds: int, curves, csr) -> dict:
+  """Per condition: CSR (mean over seeds, SE), curves and accuracies."""
   summary = {}
   for c, name in enumerate(names):
     lanes = slice(c * seeds, (c + 1) * seeds)
+    val_csr, val_se = csr_mean_se(csr["val"][:, lanes])
+    train_csr, train_se = csr_mean_se(csr["train"][:, lanes])
     val_acc = curves["val_acc"][:, lanes].mean(1)
-    val_csr = csr["val"][:, lanes].mean(1)
-    rise = np.diff(val_csr)
+    jump = csr_jump(val_csr, val_se, csr["epoch"])
     summary[name] = {
         "csr": float(val_csr[-1]),
-        "csr_train": float(csr["train"][-1, lanes].mean()),
+        "csr_se": float(val_se[-1]),
         "csr_initial": float(val_csr[0]),
-        "csr_max": float(val_csr.max()),
+        "csr_initial_se": float(val_se[0]),
+        "csr_train": float(train_csr[-1]),
+        "csr_train_se": float(train_se[-1]),
         "train_acc": float(curves["train_acc"][-1, lanes].mean()),
         "val_acc": float(val_acc[-1]),
         "best_val_acc": float(val_acc.max()),
         "best_val_epoch": int(val_acc.argmax()) + 1,
-        "csr_jump_epoch": int(csr["epoch"][1 + int(rise.argmax())]),
+        "csr_jump_epoch": None if jump is None else jump["end"],
+        "csr_epochs": csr["epoch"],
         "csr_curve": val_csr,
-        "csr_train_curve": csr["train"][:, lanes].mean(1),
+        "csr_curve_se": val_se,
+        "csr_train_curve": train_csr,
+        "csr_examples": int(csr["val"].shape[-1]),
+        "seeds": seeds,
     }
   return summary
 
 
+def _difference(a: dict, b: dict, key: str) -> tuple[float, float]:
+  return a[key] - b[key], float(np.hypot(a[f"{key}_se"], b[f"{key}_se"]))
+
+
 def claims(summary) -> list[reporting.Claim]:
+  """The criteria of the module docstring, on the summary of ``summarize``."""
   out = []
+  sigmas = stats.SIGMAS
   real = summary.get("real")
-  noise = [n for n in summary if n.startswith("rand")]
-  if real and noise:
+  if real:
+    for name in (n for n in summary if n != "real"):
+      diff, se = _difference(summary[name], real, "csr")
+      out.append(reporting.Claim(
+          f"validation CSR at the end of training is higher for {name} than "
+          f"for real data (difference > {sigmas:g} SE)",
+          stats.exceeds(diff, se),
+          f"{name} {summary[name]['csr']:.3f} +- {summary[name]['csr_se']:.3f}"
+          f" vs real {real['csr']:.3f} +- {real['csr_se']:.3f}",
+          value=diff, uncertainty=se, threshold=sigmas * se))
+  for name, s in summary.items():
+    diff = s["csr"] - s["csr_initial"]
+    se = float(np.hypot(s["csr_se"], s["csr_initial_se"]))
     out.append(reporting.Claim(
-        "validation CSR at the end of training is higher for every noise "
-        "condition than for real data",
-        all(summary[n]["csr"] > real["csr"] for n in noise),
-        ", ".join(f"{n} {s['csr']:.3f}" for n, s in summary.items())))
-  out.append(reporting.Claim(
-      "validation CSR rises during training (final > at initialization) for "
-      "every condition",
-      all(s["csr"] > s["csr_initial"] for s in summary.values()),
-      ", ".join(f"{n} {s['csr_initial']:.3f} -> {s['csr']:.3f}"
-                for n, s in summary.items())))
-  partial = [n for n in summary if n.startswith("randY_")]
-  if partial:
+        f"{name}: validation CSR rises during training (final minus "
+        f"initialization > {sigmas:g} SE)",
+        stats.exceeds(diff, se),
+        f"{s['csr_initial']:.3f} +- {s['csr_initial_se']:.3f} at "
+        f"initialization -> {s['csr']:.3f} +- {s['csr_se']:.3f} after "
+        f"{s['csr_epochs'][-1]} epochs",
+        value=diff, uncertainty=se, threshold=sigmas * se))
+  for name, s in summary.items():
+    if not (name.startswith("randY_")
+            and 0 < rand_lib.from_name(name).fraction < 1):
+      continue
+    jump = csr_jump(s["csr_curve"], s["csr_curve_se"], s["csr_epochs"])
+    if jump is None:
+      rises = np.diff(s["csr_curve"])
+      i = int(np.argmax(rises))
+      se = float(np.hypot(s["csr_curve_se"][i], s["csr_curve_se"][i + 1]))
+      value, measured = float(rises[i]), (
+          f"no CSR jump: the largest rise, epochs {s['csr_epochs'][i]}-"
+          f"{s['csr_epochs'][i + 1]}, is {rises[i]:.3f} +- {se:.3f}; "
+          f"validation accuracy peaks at epoch {s['best_val_epoch']}")
+    else:
+      se, value = jump["se"], jump["rise"]
+      measured = (f"CSR jump {jump['rise']:.3f} +- {jump['se']:.3f} over "
+                  f"epochs {jump['start']}-{jump['end']}; validation accuracy "
+                  f"peaks at epoch {s['best_val_epoch']}")
     out.append(reporting.Claim(
-        "with partial label noise, validation accuracy peaks no later than the "
-        "largest jump in validation CSR",
-        all(summary[n]["best_val_epoch"] <= summary[n]["csr_jump_epoch"]
-            for n in partial),
-        ", ".join(f"{n}: val acc peak epoch {summary[n]['best_val_epoch']}, "
-                  f"CSR jump by epoch {summary[n]['csr_jump_epoch']}"
-                  for n in partial)))
+        f"{name}: validation accuracy peaks no later than the CSR jump (the "
+        f"largest rise of validation CSR between consecutive measurements "
+        f"that exceeds {sigmas:g} SE)",
+        jump is not None and s["best_val_epoch"] <= jump["end"], measured,
+        value=value, uncertainty=se, threshold=sigmas * se))
   return out
 
 
-def plot(path, names, seeds, curves, csr, title):
+def plot(path, names, seeds, curves, summary, title):
   epochs = np.arange(1, curves["val_acc"].shape[0] + 1)
-  panels = []
-  for key, label in (("val", "validation CSR"), ("train", "training CSR")):
-    panels.append({"title": label, "xlabel": "epoch", "ylabel": "CSR",
-                   "lines": {n: (csr["epoch"],
-                                 csr[key][:, c * seeds:(c + 1) * seeds].mean(1))
-                             for c, n in enumerate(names)}})
+  panels = [
+      {"title": "validation CSR (+- SE)", "xlabel": "epoch", "ylabel": "CSR",
+       "lines": {n: (s["csr_epochs"], s["csr_curve"], s["csr_curve_se"])
+                 for n, s in summary.items()}},
+      {"title": "training CSR", "xlabel": "epoch", "ylabel": "CSR",
+       "lines": {n: (s["csr_epochs"], s["csr_train_curve"])
+                 for n, s in summary.items()}}]
   for key, label in (("val_acc", "validation accuracy"),
                      ("train_acc", "training accuracy")):
     panels.append({"title": f"{label} ({title})", "xlabel": "epoch",
@@ -208,53 +456,64 @@ def plot(path, names, seeds, curves, csr, title):
 
 def main(argv):
   del argv
+  names = condition_names(FLAGS.conditions)
   settings = {k: getattr(FLAGS, k) for k in ("csr_every", "csr_examples",
                                              "lass_iterations")}
   if FLAGS.smoke:
     settings.update(SMOKE_CSR)
-  for name, value in settings.items():
-    if value < 1:
-      raise ValueError(f"--{name} must be >= 1, got {value}.")
-  names = list(dict.fromkeys(FLAGS.conditions))
+  lass_config = complexity.LassConfig.from_levels(
+      FLAGS.lass_radius, FLAGS.lass_alpha, FLAGS.lass_beta,
+      max_iterations=settings["lass_iterations"])
   data_config, per_condition = cli.configs(FLAGS, smoke_train=SMOKE,
                                            stop_when_fit=False)
   seeds = per_condition.num_seeds
   # Every (condition, seed) is one lane of a single vmapped run.
   config = dataclasses.replace(per_condition, num_seeds=seeds * len(names))
-  studies.StudyConfig(data_config, config, conditions=tuple(names))
-  cli.prepare(FLAGS)
   dataset = data_lib.load(data_config)
-  data, _ = studies.condition_lanes(dataset, names, seeds,
-                                    randomization_seed=FLAGS.randomization_seed)
-  lass_config = complexity.LassConfig.for_inputs(
-      dataset.x_train, radius_levels=FLAGS.lass_radius,
-      alpha_levels=FLAGS.lass_alpha, beta_levels=FLAGS.lass_beta,
-      max_iterations=settings["lass_iterations"])
-  curves, csr = train_with_csr(config, data, lass_config, settings["csr_every"],
-                               settings["csr_examples"], FLAGS.seed,
-                               FLAGS.progress)
+  cli.prepare(FLAGS, dataset, [config], per_seed_data=True)
+  data, probes, ranges = condition_lanes(
+      dataset, names, seeds, FLAGS.randomization_seed, data_config.standardize,
+      settings["csr_examples"])
+  radius = lass_config.radius * probes["val"].scale
+  print(reporting.format_setup(
+      data_config, dataset,
+      model=f"{config.model}, {seeds} seeds per condition, "
+            f"{config.max_epochs} epochs, all lanes in one vmapped run",
+      noise="randX: every training and validation input replaced by Gaussian "
+            "noise with the training pixels' mean and std; randY_<p>: each "
+            "training label uniformly random with probability p",
+      lass=f"alpha {FLAGS.lass_alpha:g}, beta {FLAGS.lass_beta:g}, r "
+           f"{FLAGS.lass_radius:g} intensity levels, "
+           f"{settings['lass_iterations']} iterations; box radius r / 255 x "
+           f"each image's scale: {radius.min():.4g}..{radius.max():.4g}",
+      clip_range=", ".join(f"{n} [{lo:.3g}, {hi:.3g}]"
+                           for n, (lo, hi) in ranges.items()),
+      measured_at=f"CSR of {len(probes['val'].ids)} validation and "
+                  f"{len(probes['train'].ids)} training examples at "
+                  f"initialization and every {settings['csr_every']} epochs",
+      differs_from_paper="subset of MNIST-5k and a small MLP (paper: full "
+                         "MNIST / CIFAR10, larger MLPs and a CNN)"))
+  curves, csr = train_with_csr(config, data, probes, lass_config,
+                               settings["csr_every"], FLAGS.seed, FLAGS.workdir,
+                               FLAGS.checkpoint_seconds, FLAGS.progress)
   summary = summarize(names, seeds, curves, csr)
   rows = [{"condition": n, **s} for n, s in summary.items()]
-  print(reporting.format_table(rows, ["condition", "csr", "csr_train",
-                                      "csr_initial", "train_acc", "val_acc",
-                                      "best_val_acc", "best_val_epoch",
-                                      "csr_jump_epoch"]))
-  print(f"LASS box radius {lass_config.radius:.4g} (r = {FLAGS.lass_radius} "
-        f"levels of {(lass_config.input_max - lass_config.input_min):.3g}/255)")
+  print(reporting.format_table(rows, ["condition", "csr", "csr_se",
+                                      "csr_initial", "csr_train", "train_acc",
+                                      "val_acc", "best_val_acc",
+                                      "best_val_epoch", "csr_jump_epoch"]))
   verdicts = claims(summary)
   print(reporting.format_claims(verdicts))
   figure = plot(f"{FLAGS.workdir}/critical_samples.png", names, seeds, curves,
-                csr, f"{data_config.name}, {config.model}")
+                summary, f"{data_config.name}, {config.model}")
+  lane_csr = {split: csr[split].mean(-1) for split in SPLITS}
   runs = {n: [{"seed": config.seed + c * seeds + i,
-               "val_csr": csr["val"][:, c * seeds + i],
-               "train_csr": csr["train"][:, c * seeds + i],
+               "val_csr": lane_csr["val"][:, c * seeds + i],
+               "train_csr": lane_csr["train"][:, c * seeds + i],
                "val_acc": curves["val_acc"][:, c * seeds + i],
                "train_acc": curves["train_acc"][:, c * seeds + i]}
               for i in range(seeds)] for c, n in enumerate(names)}
-  summary_json = {n: {**s, "csr_epochs": csr["epoch"]}
-                  for n, s in summary.items()}
-  path = cli.write_results(FLAGS, "critical_samples", runs, summary_json,
-                           verdicts)
+  path = cli.write_results(FLAGS, "critical_samples", runs, summary, verdicts)
   print(f"Wrote {path} and {figure}")
 
 

@@ -14,15 +14,18 @@ changes, or after ``max_iterations`` steps. The paper writes the step with the
 gradient of ``f_k``; moving *against* the predicted class (up its loss) is what
 makes the class change, and with ``sign`` the two differ only in direction.
 
-Input scale. The paper's alpha = 0.25, beta = 0.2 and r = 0.3 are in units of
-one intensity level of 0-255 images. Our images are per-image standardized, so
-``LassConfig.for_inputs`` derives the valid input range from the data (the
-minimum and maximum training input) and maps the 255 intensity levels linearly
-onto it: one level = (max - min) / 255. On embedded MNIST-5k that is about
-0.028 standardized units, so r = 0.3 levels is a box of about 0.0085.
+Input scale. The paper's alpha = 0.25, beta = 0.2 and r = 0.3 are in intensity
+levels of 0-255 images. ``LassConfig.from_levels`` expresses them in units of
+pixels / 255 (r = 0.3 / 255), and ``lass`` takes, per example, the factor
+``scale`` by which preprocessing multiplied that image's pixels / 255
+(``memjax.data.Dataset.train_scale``: 1 for /255 inputs, 1 / std of the image
+after per-image standardization) and the example's valid input range
+``[low, high]``. Example ``i`` is then searched in the box of radius
+``r * scale[i]`` with steps ``alpha * scale[i]`` and ``beta * scale[i]``,
+clipped to ``[low[i], high[i]]``: the paper's box in each input's own units.
 
 Everything is vectorized: ``lass`` vmaps a per-example ``lax.while_loop`` over
-the examples (in chunks, so memory stays bounded), and ``seed_csr`` vmaps it
+the examples (in chunks, so memory stays bounded), and ``seed_lass`` vmaps it
 over the seed axis of a ``TrainState``. Noise is a pure function of the key, the
 example index and the iteration.
 """
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Callable
 
 import jax
@@ -46,27 +50,45 @@ INTENSITY_LEVELS = 255.0
 
 @dataclasses.dataclass(frozen=True)
 class LassConfig:
-  """LASS step sizes and box, in the units of the model's inputs."""
+  """LASS step sizes and box, in the units of an input whose ``scale`` is 1
+  (``lass`` multiplies them by each example's scale)."""
 
   radius: float
   alpha: float
   beta: float
   max_iterations: int = PAPER_MAX_ITERATIONS
-  input_min: float | None = None  # valid input range; None: unbounded
-  input_max: float | None = None
+  input_min: float | None = None  # valid input range unless lass gets one
+  input_max: float | None = None  # per example; None: unbounded
   chunk_size: int = 1000  # examples searched at once
 
   def __post_init__(self):
-    checks = {"radius": self.radius > 0, "alpha": self.alpha >= 0,
-              "beta": self.beta >= 0, "max_iterations": self.max_iterations >= 1,
+    finite = lambda v: v is not None and math.isfinite(float(v))
+    checks = {"radius": finite(self.radius) and self.radius > 0,
+              "alpha": finite(self.alpha) and self.alpha >= 0,
+              "beta": finite(self.beta) and self.beta >= 0,
+              "max_iterations": self.max_iterations >= 1,
               "chunk_size": self.chunk_size >= 1,
-              "input_max": (self.input_min is None or self.input_max is None
-                            or self.input_min < self.input_max)}
+              "input_min": self.input_min is None or finite(self.input_min),
+              "input_max": self.input_max is None or (
+                  finite(self.input_max) and (self.input_min is None
+                                              or self.input_min < self.input_max))}
     for name, ok in checks.items():
       if not ok:
         raise ValueError(f"Invalid LASS {name}={getattr(self, name)!r} (radius "
-                         "> 0; alpha, beta >= 0; max_iterations, chunk_size >= "
-                         "1; input_min < input_max).")
+                         "> 0; alpha, beta >= 0, all finite; max_iterations, "
+                         "chunk_size >= 1; input_min < input_max).")
+
+  @classmethod
+  def from_levels(cls, radius: float = PAPER_RADIUS, alpha: float = PAPER_ALPHA,
+                  beta: float = PAPER_BETA, *,
+                  max_iterations: int = PAPER_MAX_ITERATIONS,
+                  chunk_size: int = 1000) -> "LassConfig":
+    """The settings given in intensity levels of 0-255 images (the paper's
+    units), for inputs in units of pixels / 255: each divided by 255. Pass each
+    example's preprocessing scale and valid range to ``lass``."""
+    return cls(radius=radius / INTENSITY_LEVELS, alpha=alpha / INTENSITY_LEVELS,
+               beta=beta / INTENSITY_LEVELS, max_iterations=max_iterations,
+               chunk_size=chunk_size)
 
   @classmethod
   def for_inputs(cls, x, *, radius_levels: float = PAPER_RADIUS,
@@ -74,7 +96,10 @@ class LassConfig:
                  beta_levels: float = PAPER_BETA,
                  max_iterations: int = PAPER_MAX_ITERATIONS,
                  chunk_size: int = 1000) -> "LassConfig":
-    """The paper's settings (in 0-255 levels) rescaled to the range of ``x``."""
+    """One global box for every example: the 255 levels mapped linearly onto
+    the range of ``x``, which is also the clip range. Exact for /255 inputs
+    that span [0, 1]; ``from_levels`` with per-example scales is exact for
+    every preprocessing."""
     low, high = float(np.min(x)), float(np.max(x))
     if not high > low:
       raise ValueError(f"Inputs must span a range to derive the LASS scale; got "
@@ -97,17 +122,16 @@ jax.tree_util.register_dataclass(
     meta_fields=[])
 
 
-def _search_one(apply_fn, x, key, config: LassConfig):
+def _search_one(apply_fn, x, key, config: LassConfig, scale, low, high):
   """LASS from one example ``x``; returns (critical, x', iterations)."""
   def predict(point):
     return apply_fn(point[None])[0]
 
   k = jnp.argmax(predict(x))
-  low, high = x - config.radius, x + config.radius
-  if config.input_min is not None:
-    low = jnp.maximum(low, config.input_min)
-  if config.input_max is not None:
-    high = jnp.minimum(high, config.input_max)
+  radius, alpha, beta = (config.radius * scale, config.alpha * scale,
+                         config.beta * scale)
+  box_low = jnp.maximum(x - radius, low)
+  box_high = jnp.minimum(x + radius, high)
 
   def loss_and_logits(point):
     logits = predict(point)
@@ -118,8 +142,8 @@ def _search_one(apply_fn, x, key, config: LassConfig):
     grad, logits = jax.grad(loss_and_logits, has_aux=True)(point)
     changed = jnp.argmax(logits) != k
     noise = jax.random.normal(jax.random.fold_in(key, t), x.shape, x.dtype)
-    moved = jnp.clip(point + config.alpha * jnp.sign(grad) + config.beta * noise,
-                     low, high)
+    moved = jnp.clip(point + alpha * jnp.sign(grad) + beta * noise, box_low,
+                     box_high)
     stay = changed | (t == config.max_iterations)
     return t + 1, jnp.where(stay, point, moved), changed
 
@@ -134,21 +158,43 @@ def _search_one(apply_fn, x, key, config: LassConfig):
   return changed, point, t - 1
 
 
+def _per_example(value, default, shape):
+  """``value`` (None -> ``default``; a scalar or an array) as float32 of
+  ``shape``."""
+  return jnp.broadcast_to(jnp.asarray(default if value is None else value,
+                                      jnp.float32), shape)
+
+
+def _bounds(config: LassConfig, scale, low, high, shape):
+  """Per-example (scale, low, high) arrays of ``shape``; the range defaults to
+  the config's (unbounded where it has none)."""
+  config_low = -jnp.inf if config.input_min is None else config.input_min
+  config_high = jnp.inf if config.input_max is None else config.input_max
+  return (_per_example(scale, 1.0, shape), _per_example(low, config_low, shape),
+          _per_example(high, config_high, shape))
+
+
 def lass(apply_fn: Callable[[jax.Array], jax.Array], x: jax.Array,
-         config: LassConfig, key: jax.Array) -> LassResult:
+         config: LassConfig, key: jax.Array, *, scale=None, low=None,
+         high=None) -> LassResult:
   """Langevin adversarial sample search from every example of ``x``.
 
   ``apply_fn`` maps a batch of inputs to logits (eval mode, no interaction
-  between examples). Example ``i`` uses the noise key ``fold_in(key, i)``.
+  between examples). Example ``i`` uses the noise key ``fold_in(key, i)``, the
+  box radius and steps of ``config`` times ``scale[i]`` (default 1) and the
+  clip range ``[low[i], high[i]]`` (default the config's range); each of
+  ``scale``, ``low`` and ``high`` may be a scalar or an (n,) array.
   Pure and traceable: call it inside a jitted function (e.g. a training step
   that trains on the adversarial points) or wrap it in ``jax.jit``.
   """
   x = jnp.asarray(x)
+  scale, low, high = _bounds(config, scale, low, high, x.shape[:1])
 
   def search_chunk(ids):
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(ids)
     critical, points, iterations = jax.vmap(
-        lambda xi, ki: _search_one(apply_fn, xi, ki, config))(x[ids], keys)
+        lambda *args: _search_one(apply_fn, *args[:2], config, *args[2:]))(
+            x[ids], keys, scale[ids], low[ids], high[ids])
     return LassResult(critical, points, iterations)
 
   return training.batched(search_chunk, jnp.arange(x.shape[0]),
@@ -156,38 +202,45 @@ def lass(apply_fn: Callable[[jax.Array], jax.Array], x: jax.Array,
 
 
 def critical_sample_ratio(apply_fn: Callable[[jax.Array], jax.Array],
-                          x: jax.Array, config: LassConfig,
-                          key: jax.Array) -> jax.Array:
-  """Fraction of the examples in ``x`` that LASS finds critical."""
-  return lass(apply_fn, x, config, key).critical.mean()
+                          x: jax.Array, config: LassConfig, key: jax.Array,
+                          **box) -> jax.Array:
+  """Fraction of the examples in ``x`` that LASS finds critical (``box``:
+  ``lass``'s per-example ``scale``, ``low``, ``high``)."""
+  return lass(apply_fn, x, config, key, **box).critical.mean()
 
 
 def seed_lass(trainer: training.Trainer, state: training.TrainState, x,
               config: LassConfig, keys: jax.Array, *,
-              per_seed_inputs: bool = False) -> LassResult:
+              per_seed_inputs: bool = False, scale=None, low=None,
+              high=None) -> LassResult:
   """LASS for every seed of a seed-stacked ``state`` (one vmapped search).
 
   ``keys`` has one typed key per seed; ``x`` is (n, ...) shared by all seeds or
-  (S, n, ...) with ``per_seed_inputs``. Results carry a leading seed axis.
+  (S, n, ...) with ``per_seed_inputs``, and ``scale``, ``low``, ``high`` (as in
+  ``lass``) are scalars or arrays of the leading shape of ``x``, (n,) or
+  (S, n). Results carry a leading seed axis.
   """
-  return _seed_lass_fn(trainer, config, per_seed_inputs)(state, x, keys)
+  leading = x.shape[:2] if per_seed_inputs else x.shape[:1]
+  box = _bounds(config, scale, low, high, leading)
+  return _seed_lass_fn(trainer, config, per_seed_inputs)(state, x, keys, *box)
 
 
 @functools.lru_cache(maxsize=32)
 def _seed_lass_fn(trainer: training.Trainer, config: LassConfig,
                   per_seed_inputs: bool):
   """One jitted search per (trainer, config), reused across calls."""
-  def one_seed(state, xs, key):
+  def one_seed(state, xs, key, scale, low, high):
     apply_fn = lambda xb: trainer.apply(state.params, state.batch_stats, xb)[0]
-    return lass(apply_fn, xs, config, key)
+    return lass(apply_fn, xs, config, key, scale=scale, low=low, high=high)
+  inputs = 0 if per_seed_inputs else None
   return jax.jit(jax.vmap(one_seed,
-                          in_axes=(0, 0 if per_seed_inputs else None, 0)))
+                          in_axes=(0, inputs, 0, inputs, inputs, inputs)))
 
 
 def seed_csr(trainer: training.Trainer, state: training.TrainState, x,
              config: LassConfig, keys: jax.Array, *,
-             per_seed_inputs: bool = False) -> np.ndarray:
+             per_seed_inputs: bool = False, **box) -> np.ndarray:
   """(S,) critical sample ratio of ``x`` for every seed of ``state``."""
   result = seed_lass(trainer, state, x, config, keys,
-                     per_seed_inputs=per_seed_inputs)
+                     per_seed_inputs=per_seed_inputs, **box)
   return np.asarray(result.critical.mean(axis=1))

@@ -55,6 +55,12 @@ class SharpnessConfig:
                          "epsilon > 0; ascent_steps >= 1).")
 
 
+def lanczos_bytes(config: SharpnessConfig, num_params: int) -> int:
+  """Memory of one seed's Lanczos basis: ``num_iterations`` float32 vectors
+  of the parameter size (plus two of workspace)."""
+  return 4 * (min(config.num_iterations, num_params) + 2) * num_params
+
+
 def hvp(loss_fn: Callable, params, vector):
   """Hessian-vector product of ``loss_fn`` at ``params``, forward-over-reverse."""
   return jax.jvp(jax.grad(loss_fn), (params,), (vector,))[1]

@@ -112,5 +112,14 @@ class EpsilonSharpnessTest(absltest.TestCase):
       sharpness.SharpnessConfig(num_iterations=3, top_k=5)
 
 
+class LanczosMemoryTest(absltest.TestCase):
+
+  def test_basis_bytes(self):
+    config = sharpness.SharpnessConfig(num_iterations=20)
+    self.assertEqual(sharpness.lanczos_bytes(config, 1000), 4 * 22 * 1000)
+    # Lanczos never keeps more vectors than the parameter count.
+    self.assertEqual(sharpness.lanczos_bytes(config, 10), 4 * 12 * 10)
+
+
 if __name__ == "__main__":
   absltest.main()
