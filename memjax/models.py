@@ -20,6 +20,11 @@ with dense hidden layers (MLPs, AlexNet, Arpit's CNN) also take ``hidden_noise``
 the standard deviation of Gaussian noise added to those layers' activations in
 training (Arpit et al.'s hidden noise), drawn from the same ``dropout`` stream.
 
+Convolutions, max-pools and LRN come from ``memjax.conv``: the same functions
+as ``lax.conv_general_dilated``, ``nnx.max_pool`` and TF's LRN, written so that
+XLA:CPU runs their training steps on its fast kernels (issue 15; speeds in
+benchmarks/RESULTS.md).
+
 Parameter counts on a 28x28x3 input match PAPERS.md exactly when BatchNorm's
 scale and offset are left out (``count_params``): MLP 1x512 1,209,866; MLP 3x512
 1,735,178; small AlexNet 1,387,786; small Inception 1,649,402 (that figure
@@ -34,6 +39,8 @@ import re
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from memjax import conv
 
 FIXED_MODELS = ("alexnet", "inception", "inception_nobn", "arpit_cnn")
 MODELS = ("mlp<depth>x<width>",) + FIXED_MODELS
@@ -123,16 +130,21 @@ class MLP(nnx.Module):
 
 
 def max_pool(x, window=3, stride=2):
-  return nnx.max_pool(x, (window, window), (stride, stride), padding="SAME")
+  """3x3/2 "SAME" max-pool (``conv.max_pool``)."""
+  return conv.max_pool(x, window, stride)
 
 
-def local_response_norm(x, depth_radius=4, bias=1.0, alpha=0.001 / 9.0,
-                        beta=0.75):
-  """tf.nn.local_response_normalization with the cifar10 tutorial's constants."""
-  window = 2 * depth_radius + 1
-  sqr_sum = jax.lax.reduce_window(x * x, 0.0, jax.lax.add, (1, 1, 1, window),
-                                  (1, 1, 1, 1), "SAME")
-  return x / (bias + alpha * sqr_sum) ** beta
+def local_response_norm(x):
+  """tf.nn.local_response_normalization with the cifar10 tutorial's constants
+  (depth radius 4, bias 1, alpha 0.001 / 9, beta 0.75; ``conv``)."""
+  return conv.local_response_norm(x, depth_radius=4, bias=1.0,
+                                  alpha=0.001 / 9.0, beta=0.75)
+
+
+def conv_layer(cin, cout, kernel, stride=1, *, rngs) -> nnx.Conv:
+  """``nnx.Conv`` with "SAME" padding and canonical backward convolutions."""
+  return nnx.Conv(cin, cout, (kernel, kernel), strides=stride, padding="SAME",
+                  conv_general_dilated=conv.conv_general_dilated, rngs=rngs)
 
 
 def _pooled_side(side: int, pools: int) -> int:
@@ -147,8 +159,8 @@ class SmallAlexNet(nnx.Module):
   def __init__(self, input_shape, num_classes, dropout=0.0, hidden_noise=0.0,
                *, rngs):
     h, w, c = input_shape
-    self.conv1 = nnx.Conv(c, 64, (5, 5), padding="SAME", rngs=rngs)
-    self.conv2 = nnx.Conv(64, 64, (5, 5), padding="SAME", rngs=rngs)
+    self.conv1 = conv_layer(c, 64, 5, rngs=rngs)
+    self.conv2 = conv_layer(64, 64, 5, rngs=rngs)
     flat = _pooled_side(h, 2) * _pooled_side(w, 2) * 64
     self.fc1 = nnx.Linear(flat, 384, rngs=rngs)
     self.fc2 = nnx.Linear(384, 192, rngs=rngs)
@@ -170,8 +182,7 @@ class ConvBlock(nnx.Module):
   """Conv -> (BatchNorm) -> ReLU."""
 
   def __init__(self, cin, cout, kernel, stride=1, batchnorm=True, *, rngs):
-    self.conv = nnx.Conv(cin, cout, (kernel, kernel), strides=stride,
-                         padding="SAME", rngs=rngs)
+    self.conv = conv_layer(cin, cout, kernel, stride, rngs=rngs)
     self.bn = nnx.BatchNorm(cout, momentum=0.9, rngs=rngs) if batchnorm else None
 
   def __call__(self, x, train):

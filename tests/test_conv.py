@@ -1,0 +1,175 @@
+"""memjax.conv: the fast formulations equal the plain ones, values and
+gradients, and the models' training steps are unchanged by them."""
+
+import contextlib
+from unittest import mock
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import chex
+from flax import nnx
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from memjax import conv
+from memjax import models
+from memjax import training
+
+TOLERANCE = dict(rtol=1e-5, atol=1e-5)
+
+
+def plain_conv(lhs, rhs, window_strides, padding,
+               dimension_numbers=conv.CANONICAL, **kwargs):
+  """lax.conv_general_dilated as nnx.Conv calls it, autodiff's gradients."""
+  kwargs.pop("out_sharding", None)
+  return lax.conv_general_dilated(lhs, rhs, window_strides, padding,
+                                  dimension_numbers=dimension_numbers, **kwargs)
+
+
+def plain_max_pool(x, window=3, stride=2):
+  return nnx.max_pool(x, (window, window), (stride, stride), padding="SAME")
+
+
+def plain_local_response_norm(x, depth_radius=4, bias=1.0, alpha=0.001 / 9.0,
+                              beta=0.75):
+  """TF's LRN as a reduce_window over channels (the models' old form)."""
+  window = 2 * depth_radius + 1
+  sqr_sum = lax.reduce_window(x * x, 0.0, lax.add, (1, 1, 1, window),
+                              (1, 1, 1, 1), "SAME")
+  return x / (bias + alpha * sqr_sum) ** beta
+
+
+@contextlib.contextmanager
+def plain_layers():
+  """Models built and traced inside use the plain formulations."""
+  with mock.patch.object(conv, "conv_general_dilated", plain_conv), \
+      mock.patch.object(conv, "max_pool", plain_max_pool), \
+      mock.patch.object(conv, "local_response_norm",
+                        plain_local_response_norm):
+    yield
+
+
+def random(key, shape):
+  return jax.random.normal(jax.random.key(key), shape)
+
+
+class ConvTest(parameterized.TestCase):
+
+  @parameterized.parameters(
+      ((8, 8), 5, 1, "SAME"), ((7, 7), 3, 2, "SAME"), ((14, 14), 3, 2, "SAME"),
+      ((9, 6), 3, 2, "VALID"), ((6, 6), 1, 1, "SAME"), ((5, 5), 3, 1, "VALID"),
+      ((8, 8), 3, 2, ((1, 2), (0, 1))), ((8, 9), 3, 3, "SAME"))
+  def test_values_and_gradients_equal_lax(self, spatial, kernel, stride,
+                                          padding):
+    x = random(0, (2,) + spatial + (3,))
+    w = random(1, (kernel, kernel, 3, 4))
+    cotangent = random(2, plain_conv(x, w, (stride,) * 2, padding,
+                                     dimension_numbers=conv.CANONICAL).shape)
+
+    def loss(fn):
+      return lambda x, w: (fn(x, w, (stride,) * 2, padding,
+                              dimension_numbers=conv.CANONICAL)
+                           * cotangent).sum()
+
+    chex.assert_trees_all_close(loss(conv.conv_general_dilated)(x, w),
+                                loss(plain_conv)(x, w), **TOLERANCE)
+    chex.assert_trees_all_close(
+        jax.grad(loss(conv.conv_general_dilated), (0, 1))(x, w),
+        jax.grad(loss(plain_conv), (0, 1))(x, w), **TOLERANCE)
+
+  def test_gradients_equal_under_vmap_over_seeds_and_examples(self):
+    # Seeds: kernels and inputs both batched (grouped convolutions); examples:
+    # per-example gradients with a shared kernel (memjax.per_example).
+    x = random(0, (3, 2, 6, 6, 2))
+    w = random(1, (3, 3, 3, 2, 4))
+
+    def grads(fn):
+      loss = lambda x, w: jnp.tanh(fn(x, w, (1, 1), "SAME")).sum()
+      return jax.vmap(jax.grad(loss, (0, 1)))
+
+    chex.assert_trees_all_close(grads(conv.conv_general_dilated)(x, w),
+                                grads(plain_conv)(x, w), **TOLERANCE)
+    shared = w[0]
+    per_example = lambda fn: jax.vmap(jax.grad(
+        lambda xi: jnp.tanh(fn(xi[None], shared, (2, 2), "SAME")).sum()))
+    chex.assert_trees_all_close(per_example(conv.conv_general_dilated)(x[0]),
+                                per_example(plain_conv)(x[0]), **TOLERANCE)
+
+  def test_hessian_vector_products_equal_lax(self):
+    # memjax.sharpness: forward-over-reverse through the custom gradient.
+    x = random(0, (2, 5, 5, 2))
+    w, v = random(1, (3, 3, 2, 3)), random(2, (3, 3, 2, 3))
+
+    def hvp(fn):
+      loss = lambda w: jnp.tanh(fn(x, w, (2, 2), "SAME")).sum()
+      return jax.jvp(jax.grad(loss), (w,), (v,))[1]
+
+    chex.assert_trees_all_close(hvp(conv.conv_general_dilated),
+                                hvp(plain_conv), **TOLERANCE)
+
+  def test_unsupported_convolutions_are_refused(self):
+    x, w = jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 2))
+    for kwargs in (dict(rhs_dilation=(2, 2)), dict(feature_group_count=2),
+                   dict(dimension_numbers=("NCHW", "OIHW", "NCHW"))):
+      with self.assertRaisesRegex(ValueError, "NHWC/HWIO"):
+        conv.conv_general_dilated(x, w, (1, 1), "SAME", **kwargs)
+
+  @parameterized.parameters(((7, 9), 3, 2), ((8, 8), 3, 2), ((6, 5), 2, 1),
+                            ((5, 5), 3, 3))
+  def test_max_pool_equals_nnx_max_pool(self, spatial, window, stride):
+    # Gaussian inputs: every window has one maximum.
+    x = random(0, (2,) + spatial + (3,))
+    cotangent = random(1, plain_max_pool(x, window, stride).shape)
+    loss = lambda fn: lambda x: (fn(x, window, stride) * cotangent).sum()
+    chex.assert_trees_all_close(conv.max_pool(x, window, stride),
+                                plain_max_pool(x, window, stride))
+    chex.assert_trees_all_close(jax.grad(loss(conv.max_pool))(x),
+                                jax.grad(loss(plain_max_pool))(x))
+
+  def test_max_pool_after_relu_has_the_same_gradient_despite_zero_ties(self):
+    x = random(0, (2, 8, 8, 3))
+    cotangent = random(1, (2, 4, 4, 3))
+    loss = lambda fn: lambda x: (fn(jax.nn.relu(x)) * cotangent).sum()
+    chex.assert_trees_all_close(jax.grad(loss(conv.max_pool))(x),
+                                jax.grad(loss(plain_max_pool))(x))
+
+  def test_local_response_norm_equals_reduce_window_form(self):
+    x = random(0, (2, 4, 4, 16)) * 3.0
+    cotangent = random(1, x.shape)
+    loss = lambda fn: lambda x: (fn(x) * cotangent).sum()
+    chex.assert_trees_all_close(conv.local_response_norm(x),
+                                plain_local_response_norm(x), **TOLERANCE)
+    chex.assert_trees_all_close(jax.grad(loss(conv.local_response_norm))(x),
+                                jax.grad(loss(plain_local_response_norm))(x),
+                                **TOLERANCE)
+
+
+class ModelTrainingTest(parameterized.TestCase):
+  """A few SGD steps of each conv model: the same with the plain layers."""
+
+  @parameterized.parameters("alexnet", "inception", "inception_nobn",
+                            "arpit_cnn")
+  def test_training_steps_are_unchanged(self, model):
+    shape, n = (8, 8, 3), 12  # three steps of 4, digits-sized images
+    config = training.TrainConfig(model=model, batch_size=4,
+                                  learning_rate=0.01)
+    x = random(0, (n,) + shape)
+    y = jnp.arange(n) % 10
+    index = jnp.arange(n)[None]
+
+    def run():
+      trainer = training.Trainer(config, shape, 10)  # traced afresh
+      keys = training.seed_keys(config)
+      state, losses = trainer.train_epoch(trainer.init(keys), keys, 0, x, y,
+                                          index)
+      return state.params, state.batch_stats, losses
+
+    fast = run()
+    with plain_layers():
+      plain = run()
+    chex.assert_trees_all_close(fast, plain, rtol=1e-4, atol=1e-5)
+
+
+if __name__ == "__main__":
+  absltest.main()
