@@ -11,8 +11,15 @@ Sections (``--sections``):
                   and the end of the run (the larger is the peak).
   training        training throughput of S vmapped seeds per model: examples/s,
                   seed-epochs/s (epochs of 4,000 examples, the mnist5k train
-                  split) and achieved GFLOP/s (XLA's count of one step's FLOPs)
-                  as a fraction of the matmul peak; GPU memory use on a GPU.
+                  split) and achieved GFLOP/s as a fraction of the matmul
+                  peak; GPU memory use on a GPU. FLOPs are counted from the
+                  model's layer shapes (``analytic_flops``: 2 per multiply-add
+                  of every dense and conv layer, forward, weight and input
+                  gradients), the same on every backend; each row also gives
+                  XLA's count of the step before backend optimization
+                  (``hlo_flops_per_example``) as a cross-check. (XLA's count
+                  of the compiled program, used before, misses the cuBLAS and
+                  cuDNN calls that carry a GPU's work.)
   seed_vmap       S seeds vmapped vs the same S seeds trained one after another,
                   for S in --seed_counts: per-seed time and the speedup, for
                   one vmap of all S seeds and for S seeds vmapped in chunks of
@@ -40,6 +47,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import math
 import os
 import platform
 import subprocess
@@ -127,9 +135,55 @@ def best_time(fn, repeats: int) -> float:
   return min(times)
 
 
-def compiled_flops(jitted, *args) -> float:
-  """XLA's FLOP count of one call of ``jitted`` on ``args``."""
-  cost = jitted.lower(*args).compile().cost_analysis()
+def _equations(jaxpr):
+  """Every equation of ``jaxpr`` and of the jaxprs nested in it."""
+  for eqn in jaxpr.eqns:
+    yield eqn
+    for value in eqn.params.values():
+      for sub in value if isinstance(value, (list, tuple)) else (value,):
+        sub = getattr(sub, "jaxpr", sub)
+        if hasattr(sub, "eqns"):
+          yield from _equations(sub)
+
+
+def _multiply_adds(eqn) -> int:
+  """Multiply-adds of a dot_general or convolution equation (else 0)."""
+  if eqn.primitive.name not in ("dot_general", "conv_general_dilated"):
+    return 0
+  out = math.prod(eqn.outvars[0].aval.shape)
+  lhs, rhs = (v.aval.shape for v in eqn.invars[:2])
+  if eqn.primitive.name == "dot_general":
+    (lhs_contracting, _), _ = eqn.params["dimension_numbers"]
+    return out * math.prod(lhs[d] for d in lhs_contracting)
+  spec = eqn.params["dimension_numbers"].rhs_spec  # (out, in, spatial...)
+  return out * math.prod(rhs[d] for d in spec[1:])
+
+
+def analytic_flops(trainer, batch_size: int) -> float:
+  """FLOPs of one SGD step of one seed per example, counted from the model's
+  layer shapes, independent of any backend's compiled program.
+
+  Every dense or conv layer costs 2 FLOPs per multiply-add in the forward
+  pass, the same again for its weight gradient and again for its input
+  gradient, except the first layer, whose input needs no gradient:
+  2 x (3 x all multiply-adds - the first layer's). Elementwise work (ReLU,
+  pooling, LRN, BatchNorm, the optimizer) is left out: it is a few percent
+  of the conv and matmul FLOPs of these models.
+  """
+  params, batch_stats = jax.eval_shape(
+      lambda: (lambda s: (s.params, s.batch_stats))(
+          trainer.init_one(jax.random.key(0))))
+  x = jax.ShapeDtypeStruct((batch_size,) + trainer.input_shape, jnp.float32)
+  forward = jax.make_jaxpr(
+      lambda p, b, x: trainer.apply(p, b, x)[0])(params, batch_stats, x)
+  layers = [m for m in map(_multiply_adds, _equations(forward.jaxpr)) if m]
+  return 2 * (3 * sum(layers) - layers[0]) / batch_size
+
+
+def hlo_flops(jitted, *args) -> float:
+  """FLOPs of one call as XLA's cost analysis counts them in the program
+  before backend optimization (no library calls hidden from it)."""
+  cost = jitted.lower(*args).cost_analysis()
   if isinstance(cost, (list, tuple)):
     cost = cost[0]
   return float(cost["flops"])
@@ -177,13 +231,14 @@ class Workload:
         self.keys if keys is None else keys, 0, self.x, self.y,
         self.index if index is None else index)
 
-  def step_flops(self) -> float:
-    """FLOPs of one vmapped SGD step of every seed, as XLA counts them."""
-    s, b = self.config.num_seeds, self.config.batch_size
-    xb = jnp.broadcast_to(self.x[:b], (s, b) + INPUT_SHAPE)
-    yb = jnp.broadcast_to(self.y[:b], (s, b))
-    step = jax.jit(jax.vmap(self.trainer.train_step))
-    return compiled_flops(step, self.state, self.keys, xb, yb)
+  def flops_per_example(self) -> dict:
+    """Analytic FLOPs of one seed's SGD step per example, and the cross-check:
+    XLA's count of the same one-seed step before backend optimization."""
+    b = self.config.batch_size
+    one = jax.tree.map(lambda a: a[0], self.state)
+    hlo = hlo_flops(jax.jit(self.trainer.train_step), one, self.keys[0],
+                    self.x[:b], self.y[:b])
+    return {"analytic": analytic_flops(self.trainer, b), "hlo": hlo / b}
 
   def one_seed(self, lane: int):
     """(state, keys, index) of seed ``lane`` alone (a 1-seed run)."""
@@ -202,13 +257,15 @@ def training_section(size: dict) -> list[dict]:
                     size["conv_steps" if conv else "steps"])
     seconds = best_time(work.epoch, size["repeats"])
     examples = work.config.num_seeds * work.num_train
-    gflops = work.step_flops() * work.steps / seconds / 1e9
+    flops = work.flops_per_example()
+    gflops = flops["analytic"] * examples / seconds / 1e9
     rows.append({
         "model": model, "seeds": work.config.num_seeds,
         "batch_size": work.config.batch_size, "steps": work.steps,
         "seconds": seconds, "examples_per_s": examples / seconds,
         "seed_epochs_per_s": examples / seconds / EPOCH_EXAMPLES,
-        "gflops": gflops,
+        "gflops": gflops, "flops_per_example": flops["analytic"],
+        "hlo_flops_per_example": flops["hlo"],
         "memory": memory_stats()})
     print(f"training {spec}: {gflops:.1f} GFLOP/s", file=sys.stderr)
   return rows
