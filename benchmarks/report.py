@@ -35,9 +35,10 @@ speed of a step does not depend on the pixel values. Times are the best of
 --repeats calls after a compile-and-warm-up call. With --distributed every
 process writes its report part and process 0 merges and prints them.
 
-Runtime: on a 2-core CPU the full report takes an hour or more (estimated; not
-run to the end), nearly all of it in the conv-model rows of the training
-section (XLA:CPU trains the small AlexNet at ~1 GFLOP/s); leave them out with
+Runtime: on a 2-core CPU the conv-model rows of the training section take
+most of it: AlexNet trains at about 570 examples/s, Arpit's CNN and Inception
+at about 85-110 (issue 15's conv fixes, memjax.conv; before them AlexNet ran
+at about 20 and the full report took an hour or more); leave them out with
 --training_runs. Measured figures
 and their commands: benchmarks/RESULTS.md.
 """

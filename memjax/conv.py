@@ -12,7 +12,11 @@ for the small AlexNet on a 2-core CPU. Here:
 * ``conv_general_dilated``: a drop-in for ``lax.conv_general_dilated`` (for
   ``nnx.Conv(conv_general_dilated=...)``) whose ``jax.custom_vjp`` writes both
   backward convolutions as canonical NHWC/HWIO convolutions (explicit
-  transposes and kernel flip around them). Same values and gradients as
+  transposes and kernel flip around them). The input gradient of a strided
+  convolution is one stride-1 convolution per phase of the stride
+  (``_strided_input_gradient``) instead of a convolution of the zero-dilated
+  output gradient, which did stride^2 times the work (4.6x the time for
+  Inception's 3x3/2 convolutions at 28x28x80). Same values and gradients as
   ``lax.conv_general_dilated`` (tests/test_conv.py). It supports what the
   models use: 2-D, NHWC/HWIO, window strides, explicit or "SAME"/"VALID"
   padding, no dilation, one feature group. Reverse mode (``jax.grad``,
@@ -38,10 +42,12 @@ imported (``import memjax.models`` or anything that trains imports it):
 ``--xla_cpu_experimental_ynn_fusion_type=`` (an empty list: no YNNPACK
 fusions), appended to ``XLA_FLAGS`` before JAX creates its backends. XLA:CPU
 otherwise hands convolutions and dots to YNNPACK, which runs the kernel
-gradients of these models' convolutions (a few output channels summed over
-large windows) several times slower than XLA's Eigen kernels
-(benchmarks/RESULTS.md gives the measured effect). The flag affects only the
-CPU backend. It is left out, with a warning where it matters, when
+gradients of these models' convolutions 1.5-8x slower than XLA's Eigen kernels
+(e.g. 319 vs 41 ms for a 3x3, 64->48-channel conv on 128x28x28 inputs) and
+keeps about one of two cores busy. Measured on the idle 2-core CPU, three
+alternating runs each (benchmarks/RESULTS.md): the small AlexNet trains at
+575-639 examples/s with the flag against 397-435 without, and MLP 1x512 at
+24,000-26,000 either way. The flag affects only the CPU backend. It is left out, with a warning where it matters, when
 ``XLA_FLAGS`` already names it (the user's own choice wins), when JAX's
 backends already exist (too late to take effect), or when jaxlib is not the
 0.10 series pinned in requirements.txt, on which it was measured (XLA aborts on
@@ -95,11 +101,6 @@ XLA_FLAG_STATUS = _set_xla_flag()
 CANONICAL = ("NHWC", "HWIO", "NHWC")
 
 
-def _dilated(size: int, dilation: int) -> int:
-  """Length of ``size`` elements with ``dilation - 1`` holes between them."""
-  return 0 if size == 0 else 1 + dilation * (size - 1)
-
-
 def _explicit_padding(x_shape, kernel_shape, strides, padding):
   """``padding`` ("SAME", "VALID" or pairs) as ((lo, hi), (lo, hi))."""
   if isinstance(padding, str):
@@ -108,10 +109,8 @@ def _explicit_padding(x_shape, kernel_shape, strides, padding):
   return tuple((int(lo), int(hi)) for lo, hi in padding)
 
 
-def _conv(x, kernel, strides, padding, lhs_dilation=(1, 1),
-          rhs_dilation=(1, 1)):
+def _conv(x, kernel, strides, padding, rhs_dilation=(1, 1)):
   return lax.conv_general_dilated(x, kernel, strides, padding,
-                                  lhs_dilation=lhs_dilation,
                                   rhs_dilation=rhs_dilation,
                                   dimension_numbers=CANONICAL)
 
@@ -127,21 +126,62 @@ def _canonical_conv_fwd(x, kernel, strides, padding):
   return _conv(x, kernel, strides, padding), (x, kernel)
 
 
+def _flipped(kernel):
+  """The spatially flipped kernel with its in/out features swapped (HWIO)."""
+  return jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+
+
+def _input_gradient(grad_out, kernel, x_shape, padding):
+  """Input gradient of a stride-1 convolution: the output gradient convolved
+  with the flipped kernel."""
+  input_padding = []
+  for size, k, out, (lo, _) in zip(x_shape[1:3], kernel.shape[:2],
+                                   grad_out.shape[1:3], padding):
+    before = k - 1 - lo
+    input_padding.append((before, size + k - 1 - out - before))
+  return _conv(grad_out, _flipped(kernel), (1, 1), input_padding)
+
+
+def _strided_input_gradient(grad_out, kernel, x_shape, strides, padding):
+  """Input gradient of a strided convolution, one stride-1 convolution per
+  phase (padded input position modulo the stride), interleaved.
+
+  Input position t of the padded input receives dy[o] * w[k] for
+  o * stride + k = t, so the positions of phase r = t mod stride see only the
+  taps w[r::stride]: a stride-1 convolution of dy with that sub-kernel. The
+  phases together do the forward pass's FLOPs; a convolution of the
+  zero-dilated dy (autodiff's form) does stride^2 times as many.
+  """
+  n, h, w = x_shape[:3]
+  channels = kernel.shape[2]
+  (sh, sw), ((lo_h, _), (lo_w, _)) = strides, padding
+  # Phase rows q cover padded positions [0, q * stride) >= the input's.
+  qh, qw = -(-(h + lo_h) // sh), -(-(w + lo_w) // sw)
+  grad_out = grad_out[:, :qh, :qw]  # later outputs reach only padding
+  oh, ow = grad_out.shape[1:3]
+  rows = []
+  for rh in range(sh):
+    row = []
+    for rw in range(sw):
+      sub = kernel[rh::sh, rw::sw]
+      if 0 in sub.shape[:2]:  # a phase no tap reaches (kernel < stride)
+        row.append(jnp.zeros((n, qh, qw, channels), grad_out.dtype))
+        continue
+      pads = ((sub.shape[0] - 1, qh - oh), (sub.shape[1] - 1, qw - ow))
+      row.append(_conv(grad_out, _flipped(sub), (1, 1), pads))
+    rows.append(jnp.stack(row, axis=3))  # (n, qh, qw, sw, channels)
+  padded = jnp.stack(rows, axis=2).reshape(n, qh * sh, qw * sw, channels)
+  return padded[:, lo_h:lo_h + h, lo_w:lo_w + w]
+
+
 def _canonical_conv_bwd(strides, padding, residuals, grad_out):
   x, kernel = residuals
-  (kh, kw), (h, w) = kernel.shape[:2], x.shape[1:3]
-  oh, ow = grad_out.shape[1:3]
-  # Input gradient: the output gradient, dilated by the strides, convolved
-  # with the spatially flipped kernel whose in/out features are swapped.
-  flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
-  input_padding = []
-  for size, k, out, stride, (lo, _) in zip((h, w), (kh, kw), (oh, ow), strides,
-                                            padding):
-    before = k - 1 - lo
-    after = size + k - 1 - _dilated(out, stride) - before
-    input_padding.append((before, after))
-  grad_x = _conv(grad_out, flipped, (1, 1), input_padding,
-                 lhs_dilation=strides)
+  kh, kw = kernel.shape[:2]
+  if strides == (1, 1):
+    grad_x = _input_gradient(grad_out, kernel, x.shape, padding)
+  else:
+    grad_x = _strided_input_gradient(grad_out, kernel, x.shape, strides,
+                                     padding)
   # Kernel gradient: the input with its channels as the batch and its batch as
   # the features, convolved with the output gradient (batch as its input
   # features) dilated by the strides. Positions past the last one that the

@@ -65,7 +65,9 @@ class ConvTest(parameterized.TestCase):
   @parameterized.parameters(
       ((8, 8), 5, 1, "SAME"), ((7, 7), 3, 2, "SAME"), ((14, 14), 3, 2, "SAME"),
       ((9, 6), 3, 2, "VALID"), ((6, 6), 1, 1, "SAME"), ((5, 5), 3, 1, "VALID"),
-      ((8, 8), 3, 2, ((1, 2), (0, 1))), ((8, 9), 3, 3, "SAME"))
+      ((8, 8), 3, 2, ((1, 2), (0, 1))), ((8, 9), 3, 3, "SAME"),
+      ((8, 8), 1, 2, "SAME"), ((10, 7), 4, 3, ((2, 1), (1, 3))),
+      ((8, 8), 3, 2, ((0, 4), (3, 0))))
   def test_values_and_gradients_equal_lax(self, spatial, kernel, stride,
                                           padding):
     x = random(0, (2,) + spatial + (3,))
@@ -174,7 +176,11 @@ class ModelTrainingTest(parameterized.TestCase):
     fast = run()
     with plain_layers():
       plain = run()
-    chex.assert_trees_all_close(fast, plain, rtol=1e-4, atol=1e-4)
+    chex.assert_trees_all_close(fast[2], plain[2], rtol=1e-4)  # step losses
+    # After three steps BatchNorm over a few values per channel amplifies
+    # float round-off: the plain layers alone differ by up to 4e-4 between
+    # XLA's 1- and 4-device CPU configurations (the updates are 5e-3-2e-2).
+    chex.assert_trees_all_close(fast[:2], plain[:2], rtol=1e-3, atol=1e-3)
 
 
 if __name__ == "__main__":
