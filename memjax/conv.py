@@ -42,17 +42,18 @@ imported (``import memjax.models`` or anything that trains imports it):
 ``--xla_cpu_experimental_ynn_fusion_type=`` (an empty list: no YNNPACK
 fusions), appended to ``XLA_FLAGS`` before JAX creates its backends. XLA:CPU
 otherwise hands convolutions and dots to YNNPACK, which runs the kernel
-gradients of these models' convolutions 1.5-8x slower than XLA's Eigen kernels
+gradients of these models' convolutions 1.2-8x slower than XLA's Eigen kernels
 (e.g. 319 vs 41 ms for a 3x3, 64->48-channel conv on 128x28x28 inputs) and
 keeps about one of two cores busy. Measured on the idle 2-core CPU, three
 alternating runs each (benchmarks/RESULTS.md): the small AlexNet trains at
 575-639 examples/s with the flag against 397-435 without, and MLP 1x512 at
-24,000-26,000 either way. The flag affects only the CPU backend. It is left out, with a warning where it matters, when
-``XLA_FLAGS`` already names it (the user's own choice wins), when JAX's
-backends already exist (too late to take effect), or when jaxlib is not the
-0.10 series pinned in requirements.txt, on which it was measured (XLA aborts on
-flags it does not know). When it is appended to a non-empty ``XLA_FLAGS`` set
-by the user, a warning says so. ``XLA_FLAG_STATUS`` records what happened.
+24,000-26,000 either way. The flag affects only the CPU backend. It is left
+out when ``XLA_FLAGS`` already names it (the user's own choice wins), when
+jaxlib is not the 0.10 series pinned in requirements.txt, on which it was
+measured (XLA aborts on flags it does not know), and, with a warning, when
+JAX's backends already exist (too late to take effect). When it is appended
+to a non-empty ``XLA_FLAGS`` set by the user, a warning says so.
+``XLA_FLAG_STATUS`` records what happened.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ from flax import nnx
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax._src import xla_bridge
+import jaxlib.version
 
 from memjax import conv
 from memjax import models
@@ -151,6 +153,47 @@ class ConvTest(parameterized.TestCase):
     chex.assert_trees_all_close(jax.grad(loss(conv.local_response_norm))(x),
                                 jax.grad(loss(plain_local_response_norm))(x),
                                 **TOLERANCE)
+
+
+class XlaFlagTest(absltest.TestCase):
+  """memjax.conv's one XLA flag: set before JAX starts, never over the user's
+  own setting of it, and said out loud when added to the user's XLA_FLAGS."""
+
+  def set_flag(self, xla_flags, backends_exist=False):
+    env = {} if xla_flags is None else {"XLA_FLAGS": xla_flags}
+    with mock.patch.dict(os.environ, env, clear=True), \
+        mock.patch.object(xla_bridge, "backends_are_initialized",
+                          return_value=backends_exist), \
+        mock.patch.object(jaxlib.version, "__version__",
+                          conv.TESTED_JAXLIB + "2"), \
+        mock.patch.object(conv.logging, "warning") as warning:
+      status = conv._set_xla_flag()  # pylint: disable=protected-access
+      return status, os.environ.get("XLA_FLAGS"), warning
+
+  def test_set_quietly_when_the_user_set_no_flags(self):
+    status, flags, warning = self.set_flag(None)
+    self.assertEqual(status, "set")
+    self.assertEqual(flags, conv.XLA_FLAG)
+    warning.assert_not_called()
+
+  def test_appended_to_the_users_flags_with_a_warning(self):
+    status, flags, warning = self.set_flag("--xla_dump_to=/tmp/x")
+    self.assertEqual(status, "set")
+    self.assertEqual(flags, f"--xla_dump_to=/tmp/x {conv.XLA_FLAG}")
+    warning.assert_called_once()
+
+  def test_the_users_own_setting_wins(self):
+    mine = f"--{conv.YNN_FUSION_FLAG}=individual_dot"
+    status, flags, warning = self.set_flag(mine)
+    self.assertEqual(flags, mine)
+    self.assertIn("user", status)
+    warning.assert_not_called()
+
+  def test_not_set_once_the_backends_exist(self):
+    status, flags, warning = self.set_flag("", backends_exist=True)
+    self.assertEqual(flags, "")
+    self.assertIn("already existed", status)
+    warning.assert_called_once()
 
 
 class ModelTrainingTest(parameterized.TestCase):
