@@ -120,8 +120,10 @@ def _foreign_file(root: str) -> str | None:
     if relative.endswith(".tmp"):
       prefixes.add(relative[:-len(".tmp")])
     return bool(prefixes & manifest)
-  for folder, _, files in os.walk(root):
-    for name in sorted(files):
+  for folder, folders, files in os.walk(root):
+    # os.walk does not descend into linked folders: a link is an entry too.
+    links = [d for d in folders if os.path.islink(os.path.join(folder, d))]
+    for name in sorted(files + links):
       relative = os.path.relpath(os.path.join(folder, name), root)
       if not ours(relative):
         return os.path.join(root, relative)
