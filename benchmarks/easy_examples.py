@@ -45,6 +45,7 @@ import jax
 import jax.numpy as jnp
 
 from memjax import data as data_lib
+from memjax import keys
 from memjax import training
 
 flags.DEFINE_integer("seeds", 100, "Seeds of the study.")
@@ -85,7 +86,7 @@ def main(argv):
                                 batch_size=FLAGS.batch_size, max_epochs=1,
                                 stop_when_fit=False,
                                 seed_chunk=FLAGS.seed_chunk)
-  keys = training.seed_keys(config)
+  seed_keys = keys.seed_keys(config.seed, config.num_seeds)
   n = x.shape[0]
   train_index = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (FLAGS.seeds, n))
   # One Trainer for both: a one-seed call takes the plain-vmap path and
@@ -100,7 +101,7 @@ def main(argv):
   for name, fn in (("vmapped", study_vmapped),
                    ("sequential", study_sequential)):
     for run in ("cold", "warm"):
-      results[name], wall, cpu = timed(fn, trainer, keys, x, y, train_index)
+      results[name], wall, cpu = timed(fn, trainer, seed_keys, x, y, train_index)
       times[name, run] = wall
       print(f"  {name:10s} {run}: {wall:7.1f} s wall, {cpu:7.1f} s CPU")
   diff = jnp.abs(results["vmapped"] - results["sequential"])

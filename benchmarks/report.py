@@ -61,7 +61,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from memjax import keys
 from memjax import per_example
+from memjax import reporting
 from memjax import sharding
 from memjax import training
 
@@ -220,7 +222,7 @@ class Workload:
     key_x, key_y = jax.random.split(jax.random.key(0))
     self.x = jax.random.normal(key_x, (self.num_train,) + INPUT_SHAPE)
     self.y = jax.random.randint(key_y, (self.num_train,), 0, NUM_CLASSES)
-    self.keys = training.seed_keys(self.config)
+    self.keys = keys.seed_keys(self.config.seed, self.config.num_seeds)
     self.state = self.trainer.init(self.keys)
     self.index = jnp.broadcast_to(jnp.arange(self.num_train),
                                   (num_seeds, self.num_train))
@@ -453,9 +455,9 @@ def main(argv):
                                   FLAGS.num_processes, FLAGS.process_id)
   report = build_report(size)
   if jax.process_count() > 1:
-    sharding.write_process_results(FLAGS.parts_dir, "report",
+    reporting.write_process_results(FLAGS.parts_dir, "report",
                                    {str(jax.process_index()): report})
-    report = sharding.merge_process_results(FLAGS.parts_dir, "report")
+    report = reporting.merge_process_results(FLAGS.parts_dir, "report")
     if not report:
       return
   text = json.dumps(report, indent=1)

@@ -52,6 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from memjax import data as data_lib
+from memjax import keys
 from memjax import models
 from memjax import training
 
@@ -108,7 +109,7 @@ class MemjaxSide:
     self.config = training.TrainConfig(model=model_name(net),
                                        batch_size=BATCH_SIZE)
     self.trainer = training.cached_trainer(self.config, x.shape[1:], 10)
-    self.keys = training.seed_keys(self.config)
+    self.keys = keys.seed_keys(self.config.seed, self.config.num_seeds)
     self.state = self.trainer.init(self.keys)
     self.x, self.y = jnp.asarray(x), jnp.asarray(y)
     self.index = jnp.arange(x.shape[0], dtype=jnp.int32)[None]

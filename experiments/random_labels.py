@@ -83,6 +83,8 @@ mean and min-max over seeds), per-condition checkpoints and corruption masks.
 Re-running the same command resumes.
 """
 
+import sys
+
 from absl import flags
 
 from memjax import cli
@@ -97,8 +99,6 @@ CONDITIONS = ("true_labels", "random_labels", "shuffled_pixels",
 SLOWDOWN_BAND = (1.0, 3.5)
 # Claims 5 and 6: "far" from chance or from true labels, in accuracy.
 FAR = 0.30
-
-FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
@@ -259,18 +259,26 @@ def setup_details(config, dataset) -> dict:
   }
 
 
-def main(argv):
-  del argv
-  conditions = studies.parse_conditions("conditions", FLAGS.conditions)
-  config = cli.study_config(FLAGS, conditions)
+def config_from_flags(values) -> studies.StudyConfig:
+  """The run's frozen config (--smoke shrinks it); raises ValueError on bad
+  input."""
+  conditions = studies.parse_conditions("conditions", values.conditions)
+  return cli.study_config(values, conditions)
+
+
+def run(config: studies.StudyConfig, workdir: str,
+        control: cli.RunControl = cli.RunControl()) -> dict:
+  """Trains every condition of ``config``, prints the claims and writes
+  results.json and the figure into ``workdir``; returns results.json's
+  contents."""
   dataset = data_lib.load(config.data)
-  cli.prepare(FLAGS, dataset, [config.train],
-              per_seed_data=config.per_seed_randomization)
+  cli.claim_workdir(workdir, config, control, dataset, [config.train],
+                    per_seed_data=config.per_seed_randomization)
   print(reporting.format_setup(config.data, dataset,
                                **setup_details(config, dataset)))
-  results = studies.run(config, FLAGS.workdir, progress=FLAGS.progress,
-                        mesh=cli.mesh(FLAGS), dataset=dataset,
-                        checkpoint_seconds=FLAGS.checkpoint_seconds)
+  results = studies.run(config, workdir, progress=control.progress,
+                        mesh=control.mesh(), dataset=dataset,
+                        checkpoint_seconds=control.checkpoint_seconds)
   summary = studies.summarize(results, reference="true_labels")
   rows = [{"condition": n, **s} for n, s in summary.items()]
   print(reporting.format_table(rows, [
@@ -285,16 +293,16 @@ def main(argv):
   curves = {n: (r.fit.history["step"][:, 0], r.fit.history["train_loss"])
             for n, r in results.items()}
   figure = reporting.plot_curves(
-      f"{FLAGS.workdir}/training_loss.png", curves, "SGD steps",
+      f"{workdir}/training_loss.png", curves, "SGD steps",
       "training loss (clean pass)",
       f"{config.data.name}, {config.train.model}, {config.train.num_seeds} seeds",
       logy=True)
-  path = cli.write_results(FLAGS, "random_labels",
+  saved = cli.save_results(workdir, "random_labels", config,
                            studies.per_seed_runs(results, config.train.seed),
                            summary, verdicts)
-  print(f"Wrote {path} and {figure}")
+  print(f"Wrote {workdir}/results.json and {figure}")
+  return saved
 
 
 if __name__ == "__main__":
-  define_flags()
-  cli.run_main(main)
+  cli.main(sys.modules[__name__])

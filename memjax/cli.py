@@ -15,6 +15,8 @@ workdir), then train. So bad input writes nothing.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
 import os
 import sys
@@ -28,14 +30,9 @@ from absl import flags
 from memjax import checkpointing
 from memjax import data as data_lib
 from memjax import reporting
+from memjax import sharding
 from memjax import studies
 from memjax import training
-
-# Flags that change where or how a run is stored, not what it computes.
-NOT_IN_RUN_CONFIG = ("workdir", "overwrite", "progress", "checkpoint_seconds")
-# How a run executes, not what it computes: a workdir may resume under others.
-EXECUTION_FLAGS = ("seed_chunk", "shard_seeds")
-
 
 def _range_text(low, high, low_open, high_open, allow_none) -> str:
   show = lambda v: f"{v:g}" if isinstance(v, float) else str(v)
@@ -241,49 +238,76 @@ def train_config(values, **overrides) -> training.TrainConfig:
   return training.TrainConfig(**kwargs)
 
 
-def mesh(values):
-  """The device mesh that --shard_seeds asks for, or None."""
-  if "shard_seeds" not in values or not values.shard_seeds:
-    return None
-  from memjax import sharding  # pylint: disable=g-import-not-at-top
-  return sharding.make_mesh()
+@dataclasses.dataclass(frozen=True)
+class RunControl:
+  """How a run executes and reports, not what it computes: no field is part of
+  a workdir's identity, so a re-run may change any of them."""
+
+  overwrite: bool = False  # empty a memjax workdir first
+  progress: bool = True  # progress bars
+  checkpoint_seconds: float = 30.0  # checkpoint at most this often
+  shard_seeds: bool = False  # spread the seeds over every device
+
+  def mesh(self):
+    """The device mesh that ``shard_seeds`` asks for, or None."""
+    return sharding.make_mesh() if self.shard_seeds else None
+
+  def bar(self, text: str) -> str | None:
+    """A progress bar's description, or None (no bar)."""
+    return text if self.progress else None
 
 
-def run_config(values) -> dict:
-  """Every flag the user can set (not absl's own), as a JSON-able dict."""
-  config = {}
-  for module, module_flags in values.flags_by_module_dict().items():
-    if module.startswith("absl"):
-      continue
-    for flag in module_flags:
-      if flag.name not in NOT_IN_RUN_CONFIG:
-        config[flag.name] = flag.value
-  return dict(sorted(config.items()))
+def run_control(values) -> RunControl:
+  return RunControl(
+      overwrite=values.overwrite, progress=values.progress,
+      checkpoint_seconds=values.checkpoint_seconds,
+      shard_seeds="shard_seeds" in values and values.shard_seeds)
 
 
-def write_results(values, experiment: str, runs, summary, verdicts) -> str:
-  """``reporting.write_results`` into --workdir, with every flag as config."""
-  return reporting.write_results(values.workdir, experiment, run_config(values),
-                                 runs, summary, verdicts)
+# Config fields that say how seeds execute, not what a run computes: a workdir
+# may resume under other values.
+EXECUTION_FIELDS = ("seed_chunk",)
 
 
-def prepare(values, dataset: data_lib.Dataset | None = None,
-            train_configs=(), per_seed_data: bool = False) -> None:
-  """Claims --workdir for this run's flags (refuses other flags there).
+def config_dict(config) -> dict:
+  """An experiment's frozen config as JSON, less its execution fields: what
+  its workdir is tied to (config.json) and what results.json records."""
+  def strip(value):
+    if isinstance(value, dict):
+      return {k: strip(v) for k, v in value.items()
+              if k not in EXECUTION_FIELDS}
+    if isinstance(value, (list, tuple)):
+      return [strip(v) for v in value]
+    return value
+  return strip(reporting.to_jsonable(config))
 
-  Call after every flag has been validated and the data loaded. Each of
-  ``train_configs`` is first checked to fit in memory on ``dataset``
-  (``per_seed_data``: every seed holds its own copy of the inputs)."""
+
+def claim_workdir(workdir: str, config, control: RunControl,
+                  dataset: data_lib.Dataset | None = None, train_configs=(),
+                  per_seed_data: bool = False) -> None:
+  """Claims ``workdir`` for ``config`` (refuses a workdir of another config).
+
+  Call after the config has been built (which validates it) and the data
+  loaded. Each of ``train_configs`` is first checked to fit in memory on
+  ``dataset`` (``per_seed_data``: every seed holds its own copy of the
+  inputs)."""
   if dataset is not None:
     data_bytes = dataset.x_train.nbytes + dataset.x_test.nbytes
     for train in train_configs:
       training.check_memory(
           train, dataset.input_shape, dataset.num_classes,
           data_bytes * (train.num_seeds if per_seed_data else 1))
-  config = {k: v for k, v in run_config(values).items()
-            if k not in EXECUTION_FLAGS}
-  checkpointing.prepare_workdir(values.workdir, config,
-                                overwrite=values.overwrite)
+  checkpointing.prepare_workdir(workdir, config_dict(config),
+                                overwrite=control.overwrite)
+
+
+def save_results(workdir: str, experiment: str, config, runs, summary,
+                 verdicts) -> dict:
+  """Writes results.json into ``workdir`` and returns what it holds."""
+  results = {"experiment": experiment, "config": config_dict(config),
+             "runs": runs, "summary": summary, "claims": list(verdicts)}
+  reporting.write_results(workdir, **results)
+  return results
 
 
 INTERRUPTED = "interrupted; re-run the same command to resume"
@@ -298,11 +322,24 @@ def _parse_flags(argv):
     sys.exit(2)
 
 
-def _exit(message: str, code: int) -> None:
-  """Prints ``message`` and exits with ``code``. If checkpoint I/O threads
-  are still alive, exits at once: their shutdown would print tracebacks about
-  a closed event loop after the one-line message."""
-  print(message, file=sys.stderr)
+def _guarded(function: Callable[[], None]) -> int:
+  """Runs ``function``; bad input becomes ``error: ...`` and status 2,
+  Ctrl-C one line and status 130; returns the exit status."""
+  try:
+    function()
+  except (ValueError, FloatingPointError, OSError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  except KeyboardInterrupt:
+    print(INTERRUPTED, file=sys.stderr)
+    return 130
+  return 0
+
+
+def _exit(code: int) -> None:
+  """Exits with ``code``. If checkpoint I/O threads are still alive, exits at
+  once: their shutdown would print tracebacks about a closed event loop after
+  the one-line message."""
   if threading.active_count() > 1:
     sys.stdout.flush()
     sys.stderr.flush()
@@ -310,23 +347,69 @@ def _exit(message: str, code: int) -> None:
   sys.exit(code)
 
 
-def run_main(main: Callable[[list[str]], None]) -> None:
-  """app.run(main), with bad input reported as ``error: ...`` and exit code 2,
-  and Ctrl-C as one line and exit code 130."""
+def _run_parsed(experiment, values, args) -> None:
+  """Runs ``experiment`` on the parsed flags ``values``."""
+  if args:
+    raise ValueError(f"unexpected arguments {list(args)}: every setting is a "
+                     "--flag (see --help).")
+  config = experiment.config_from_flags(values)
+  checkpointing.check_workdir_path(values.workdir)
+  experiment.run(config, values.workdir, run_control(values))
+
+
+def main(experiment) -> None:
+  """The command line of ``experiment``, a module with ``define_flags()``,
+  ``config_from_flags(values)`` and ``run(config, workdir, control)``:
+
+    if __name__ == "__main__":
+      cli.main(sys.modules[__name__])
+  """
+  experiment.define_flags()
   def guarded(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-    try:
-      if len(argv) > 1:
-        raise ValueError(f"unexpected arguments {argv[1:]}: every setting is a "
-                         "--flag (see --help).")
-      if "workdir" in flags.FLAGS:
-        checkpointing.check_workdir_path(flags.FLAGS.workdir)
-      main(argv)
-    except (ValueError, FloatingPointError, OSError) as e:
-      _exit(f"error: {e}", 2)
-    except KeyboardInterrupt:
-      _exit(INTERRUPTED, 130)
+    code = _guarded(lambda: _run_parsed(experiment, flags.FLAGS, argv[1:]))
+    if code:
+      _exit(code)
   try:
     app.run(guarded, flags_parser=_parse_flags)
   except KeyboardInterrupt:
-    _exit(INTERRUPTED, 130)
+    print(INTERRUPTED, file=sys.stderr)
+    _exit(130)
+
+
+@contextlib.contextmanager
+def _flags_of(experiment, args):
+  """absl's FLAGS holding ``experiment``'s flags parsed from ``args``, for the
+  duration only, so that one process can run several experiments."""
+  before = set(flags.FLAGS)
+  experiment.define_flags()
+  try:
+    try:
+      rest = flags.FLAGS(["experiment", *args])
+    except flags.Error as e:
+      raise ValueError(str(e)) from None
+    yield flags.FLAGS, rest[1:]
+  finally:
+    flags.FLAGS.unparse_flags()
+    for name in set(flags.FLAGS) - before:
+      delattr(flags.FLAGS, name)
+
+
+def from_args(experiment, args) -> tuple:
+  """(config, workdir, control) of ``experiment``'s command line ``args``
+  (without the program name), in this process; bad input raises ValueError."""
+  with _flags_of(experiment, args) as (values, rest):
+    if rest:
+      raise ValueError(f"unexpected arguments {rest}")
+    return (experiment.config_from_flags(values), values.workdir,
+            run_control(values))
+
+
+def execute(experiment, args) -> int:
+  """``python experiments/<experiment>.py *args`` in this process (for tests
+  and many-case runners): prints what the command prints and returns its exit
+  status."""
+  def run():
+    with _flags_of(experiment, args) as (values, rest):
+      _run_parsed(experiment, values, rest)
+  return _guarded(run)

@@ -35,13 +35,17 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from memjax import training
+from memjax import chunking
+from memjax import keys
+
+if TYPE_CHECKING:
+  from memjax import training
 
 # The paper's constants, in intensity levels of 0-255 images.
 PAPER_ALPHA, PAPER_BETA, PAPER_RADIUS, PAPER_MAX_ITERATIONS = 0.25, 0.2, 0.3, 100
@@ -141,7 +145,7 @@ def _search_one(apply_fn, x, key, config: LassConfig, scale, low, high):
     t, point, _ = carry
     grad, logits = jax.grad(loss_and_logits, has_aux=True)(point)
     changed = jnp.argmax(logits) != k
-    noise = jax.random.normal(jax.random.fold_in(key, t), x.shape, x.dtype)
+    noise = jax.random.normal(keys.derive(key, t), x.shape, x.dtype)
     moved = jnp.clip(point + alpha * jnp.sign(grad) + beta * noise, box_low,
                      box_high)
     stay = changed | (t == config.max_iterations)
@@ -191,13 +195,13 @@ def lass(apply_fn: Callable[[jax.Array], jax.Array], x: jax.Array,
   scale, low, high = _bounds(config, scale, low, high, x.shape[:1])
 
   def search_chunk(ids):
-    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(ids)
+    example_keys = keys.derive_each(key, ids)
     critical, points, iterations = jax.vmap(
         lambda *args: _search_one(apply_fn, *args[:2], config, *args[2:]))(
-            x[ids], keys, scale[ids], low[ids], high[ids])
+            x[ids], example_keys, scale[ids], low[ids], high[ids])
     return LassResult(critical, points, iterations)
 
-  return training.batched(search_chunk, jnp.arange(x.shape[0]),
+  return chunking.batched(search_chunk, jnp.arange(x.shape[0]),
                           config.chunk_size)
 
 

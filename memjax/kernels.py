@@ -42,6 +42,7 @@ import numpy as np
 import scipy.linalg
 
 from memjax import data as data_lib
+from memjax import keys
 from memjax import reporting
 from memjax import stats
 
@@ -316,8 +317,8 @@ def sgd_least_squares(features, targets, config: SGDConfig,
   lr = config.learning_rate
   if lr is None:
     lr = 1.0 / float(jnp.max(jnp.sum(features * features, axis=1)))
-  key = jax.random.key(config.seed)
-  init_key, order_key = jax.random.split(key)
+  key = keys.seed_key(config.seed)
+  init_key, order_key = keys.split(key, 2)
   w0 = config.init_scale * jax.random.normal(init_key, (d, targets.shape[1]))
   has_reference = reference is not None
   reference = jnp.asarray(reference if has_reference else jnp.zeros_like(w0),
@@ -345,7 +346,7 @@ def _sgd_epochs(features, targets, w0, reference, order_key, lr, epochs,
     return w - lr * grad, None
 
   def epoch(w, index):
-    order = jax.random.permutation(jax.random.fold_in(order_key, index), n)
+    order = jax.random.permutation(keys.derive(order_key, index), n)
     order = jnp.concatenate([order, order[:steps * batch_size - n]])
     w, _ = jax.lax.scan(step, w, (order.reshape(steps, batch_size), weights))
     return w, distance(w)
@@ -414,7 +415,7 @@ def random_fourier_features(x, num_features: int, gamma: float,
                             key: jax.Array) -> np.ndarray:
   """phi(x) = sqrt(2/D) cos(Wx + u): phi(x).phi(x') ~ exp(-gamma |x - x'|^2)."""
   x = _flat(x).astype(np.float32)
-  w_key, u_key = jax.random.split(key)
+  w_key, u_key = keys.split(key, 2)
   w = jax.random.normal(w_key, (x.shape[1], num_features)) * jnp.sqrt(2 * gamma)
   u = jax.random.uniform(u_key, (num_features,), maxval=2 * jnp.pi)
   return np.asarray(jnp.sqrt(2.0 / num_features) * jnp.cos(x @ w + u))

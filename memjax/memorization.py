@@ -12,7 +12,7 @@ over subset ratios (and over subsets and seeds).
 
 Runs. Run ``r`` at subset ratio ``ratios[k]`` trains on a uniformly random
 subset of exactly ``round(ratio * n)`` training examples. Its key is
-``fold_in(fold_in(key(seed), k), r)``; the subset and every random choice of its
+``keys.run_keys(seed, k, runs)``; the subset and every random choice of its
 training (init, batch order, dropout) derive from that key, so a run is a pure
 function of (seed, ratio index, run index): independent of the chunk size and
 of interruptions. Every run trains for exactly ``train.max_epochs`` epochs
@@ -67,11 +67,11 @@ from scipy import stats as scipy_stats
 import tqdm
 
 from memjax import checkpointing
+from memjax import keys
 from memjax import stats
 from memjax import training
 
 # Streams derived from each run's key.
-_TRAIN, _SUBSET = 0, 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,18 +112,12 @@ def subset_size(ratio: float, num_train: int) -> int:
   return size
 
 
-def run_keys(seed: int, ratio_index: int, runs) -> jax.Array:
-  """The typed key of each run index in ``runs`` at ratio ``ratio_index``."""
-  base = jax.random.fold_in(jax.random.key(seed), ratio_index)
-  return jax.vmap(lambda r: jax.random.fold_in(base, r))(jnp.asarray(runs))
-
-
-def subset_indices(keys: jax.Array, num_train: int, size: int) -> jax.Array:
+def subset_indices(run_keys: jax.Array, num_train: int, size: int) -> jax.Array:
   """(R, size) sorted training indices of each run's random subset."""
   def one(key):
-    perm = jax.random.permutation(jax.random.fold_in(key, _SUBSET), num_train)
+    perm = jax.random.permutation(keys.derive(key, keys.RUN_SUBSET), num_train)
     return jnp.sort(perm[:size]).astype(jnp.int32)
-  return jax.vmap(one)(keys)
+  return jax.vmap(one)(run_keys)
 
 
 def masks_from_indices(indices, num_train: int) -> np.ndarray:
@@ -180,8 +174,8 @@ def chunk_function(train: training.TrainConfig, input_shape, num_classes: int):
 @functools.lru_cache(maxsize=8)
 def _chunk_function(trainer: training.Trainer, num_epochs: int):
 
-  def train_chunk(keys, train_index, x_train, y_train, x_test, y_test):
-    train_keys = jax.vmap(lambda k: jax.random.fold_in(k, _TRAIN))(keys)
+  def train_chunk(run_keys, train_index, x_train, y_train, x_test, y_test):
+    train_keys = jax.vmap(lambda k: keys.derive(k, keys.RUN_TRAINING))(run_keys)
 
     def epoch(state, epoch_index):
       return trainer.train_epoch(state, train_keys, epoch_index, x_train,
@@ -194,7 +188,7 @@ def _chunk_function(trainer: training.Trainer, num_epochs: int):
     eval_finite = (jnp.isfinite(train_losses).all(axis=1)
                    & jnp.isfinite(test_losses).all(axis=1))
     # losses: (epochs, R, steps) -> (R, epochs * steps) in step order.
-    losses = jnp.moveaxis(losses, 1, 0).reshape(keys.shape[0], -1)
+    losses = jnp.moveaxis(losses, 1, 0).reshape(run_keys.shape[0], -1)
     return train_correct, test_correct, losses, eval_finite
 
   return jax.jit(train_chunk)
@@ -216,12 +210,12 @@ class SubsetTrainer:
     """(masks, train_correct, test_correct) of ``runs`` at one ratio."""
     runs = np.asarray(runs)
     n = self.data.num_train
-    keys = run_keys(self.config.train.seed, ratio_index, runs)
-    index = subset_indices(keys, n,
+    run_keys = keys.run_keys(self.config.train.seed, ratio_index, runs)
+    index = subset_indices(run_keys, n,
                            subset_size(self.config.ratios[ratio_index], n))
     d = self.data
     train_correct, test_correct, losses, eval_finite = self._train_chunk(
-        keys, index, d.x_train, d.y_train, d.x_test, d.y_test)
+        run_keys, index, d.x_train, d.y_train, d.x_test, d.y_test)
     run_text = lambda lane: (
         f"subset run {int(runs[lane])} at ratio "
         f"{self.config.ratios[ratio_index]} (seed {self.config.train.seed}, "

@@ -40,6 +40,7 @@ import numpy as np
 import optax
 from scipy import stats as scipy_stats
 
+from memjax import chunking
 from memjax import stats
 from memjax import training
 
@@ -71,7 +72,7 @@ def example_loss(trainer: training.Trainer, params, batch_stats, x, y):
 
 def _over_examples(fn, x, y, batch_size: int):
   """fn(x_chunk, y_chunk) over chunks of ``batch_size`` examples, joined."""
-  return training.batched(lambda index: fn(x[index], y[index]),
+  return chunking.batched(lambda index: fn(x[index], y[index]),
                           jnp.arange(x.shape[0]), batch_size)
 
 

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from memjax import data as data_lib
+from memjax import keys
 
 KINDS = ("true_labels", "corrupt_labels", "shuffled_pixels", "random_pixels",
          "gaussian", "noisy_inputs")
@@ -113,7 +114,7 @@ def apply(dataset: data_lib.Dataset, randomization: Randomization,
   x_test, y_test = dataset.x_test, dataset.y_test
   train_mask = np.zeros(len(y_train), bool)
   test_mask = np.zeros(len(y_test), bool)
-  k_train, k_test, k_perm = jax.random.split(key, 3)
+  k_train, k_test, k_perm = keys.split(key, 3)
   if kind == "corrupt_labels":
     noise = randomization.label_noise
     y_train, train_mask = corrupt_labels(k_train, y_train, p,
@@ -147,7 +148,7 @@ def apply(dataset: data_lib.Dataset, randomization: Randomization,
 
 def corrupt_labels(key, labels, p, num_classes, label_noise="uniform"):
   """Each label independently replaced with probability p; returns (labels, mask)."""
-  k_select, k_label = jax.random.split(key)
+  k_select, k_label = keys.split(key, 2)
   labels = jnp.asarray(labels)
   selected = jax.random.bernoulli(k_select, p, labels.shape)
   if label_noise == "uniform":
@@ -171,7 +172,7 @@ def random_pixels(key, x):
   """An independent pixel permutation for each image."""
   n = x.shape[0]
   perms = jax.vmap(lambda k: jax.random.permutation(k, _num_pixels(x)))(
-      jax.random.split(key, n))
+      keys.split(key, n))
   flat = jnp.asarray(x).reshape(n, -1, x.shape[-1])
   return np.asarray(jnp.take_along_axis(flat, perms[:, :, None], axis=1)
                     ).reshape(x.shape)
@@ -184,7 +185,7 @@ def gaussian_like(key, shape, mean, std):
 def noisy_inputs(key, x, fraction, mean=None, std=None):
   """Replaces a ``fraction`` of inputs by Gaussian noise with the given mean and
   std (default: those of ``x``; Arpit's randX)."""
-  k_select, k_noise = jax.random.split(key)
+  k_select, k_noise = keys.split(key, 2)
   selected = np.asarray(jax.random.bernoulli(k_select, fraction, (x.shape[0],)))
   mean = float(x.mean()) if mean is None else mean
   std = float(x.std()) if std is None else std

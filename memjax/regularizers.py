@@ -65,6 +65,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from memjax import complexity
+from memjax import keys
+
 REGULARIZERS = ("weight_decay", "dropout", "input_dropout", "input_noise",
                 "hidden_noise", "shift", "color_jitter")
 # Strengths held by TrainConfig itself rather than by Regularization.
@@ -74,7 +77,6 @@ NO_DENSE_HIDDEN_LAYERS = ("inception", "inception_nobn")
 RGB_FLIP_DATASETS = ("cifar10", "cifar100")
 
 # Independent streams of one step's perturbation key.
-_SHIFT, _FLIP, _JITTER, _INPUT_DROPOUT, _INPUT_NOISE = range(5)
 # ITU-R BT.601 luma and the YIQ transform used for saturation and hue.
 _LUMA = np.array([0.299, 0.587, 0.114])
 _RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],
@@ -110,8 +112,6 @@ class Regularization:
             "[0, 1); input_noise and hidden_noise finite and >= 0; shift an "
             "integer >= 0; color_jitter in [0, 1]).")
     if self.adversarial is not None:
-      # complexity imports training, which imports this module: import late.
-      from memjax import complexity  # pylint: disable=g-import-not-at-top
       if not isinstance(self.adversarial, complexity.LassConfig):
         raise ValueError(f"adversarial must be a complexity.LassConfig or "
                          f"None, got {self.adversarial!r}.")
@@ -193,24 +193,24 @@ def perturb(regularization: Regularization, key: jax.Array,
   r = regularization
   if not r.perturbs_inputs:
     return x
-  keys = lambda stream: jax.random.split(jax.random.fold_in(key, stream),
+  per_example = lambda stream: keys.split(keys.derive(key, stream),
                                          x.shape[0])
   if r.shift:
-    x = jax.vmap(random_shift, in_axes=(0, 0, None))(keys(_SHIFT), x, r.shift)
+    x = jax.vmap(random_shift, in_axes=(0, 0, None))(per_example(keys.SHIFT), x, r.shift)
   if r.flip:
-    flips = jax.random.bernoulli(jax.random.fold_in(key, _FLIP), 0.5,
+    flips = jax.random.bernoulli(keys.derive(key, keys.FLIP), 0.5,
                                  (x.shape[0], 1, 1, 1))
     x = jnp.where(flips, x[:, :, ::-1], x)
   if r.color_jitter:
-    x = jax.vmap(color_jitter, in_axes=(0, 0, None))(keys(_JITTER), x,
+    x = jax.vmap(color_jitter, in_axes=(0, 0, None))(per_example(keys.JITTER), x,
                                                       r.color_jitter)
   if r.input_dropout:
-    keep = jax.random.bernoulli(jax.random.fold_in(key, _INPUT_DROPOUT),
+    keep = jax.random.bernoulli(keys.derive(key, keys.INPUT_DROPOUT),
                                 1.0 - r.input_dropout, x.shape)
     x = jnp.where(keep, x / (1.0 - r.input_dropout), 0.0)
   if r.input_noise:
     x = x + r.input_noise * jax.random.normal(
-        jax.random.fold_in(key, _INPUT_NOISE), x.shape, x.dtype)
+        keys.derive(key, keys.INPUT_NOISE), x.shape, x.dtype)
   return x
 
 
@@ -223,7 +223,6 @@ def with_critical_samples(lass_config, apply_fn: Callable[[jax.Array],
   differentiated through (the found points are data, as in adversarial
   training). Example ``i`` searches with ``fold_in(key, i)``.
   """
-  from memjax import complexity  # pylint: disable=g-import-not-at-top
   found = complexity.lass(apply_fn, jax.lax.stop_gradient(x), lass_config, key)
   points = jax.lax.stop_gradient(found.adversarial)
   return jnp.concatenate([x, points]), jnp.concatenate([y, y])

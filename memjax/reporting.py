@@ -17,9 +17,17 @@ import json
 import os
 from typing import Any, Sequence
 
+import jax
+import matplotlib
 import numpy as np
+import pandas as pd
+from jax.experimental import multihost_utils
 
 from memjax import checkpointing
+
+# Figures are written to files only: no display is needed.
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 RESULTS_FILE = "results.json"
 
@@ -93,7 +101,6 @@ def write_results(workdir: str, experiment: str, config: dict, runs: Any,
 
 def summary_frame(path: str):
   """results.json's summary as a pandas DataFrame, one row per condition."""
-  import pandas as pd  # pylint: disable=g-import-not-at-top
   with open(path) as f:
     return pd.DataFrame.from_dict(json.load(f)["summary"], orient="index")
 
@@ -199,9 +206,6 @@ def plot_panels(path: str, panels: Sequence[dict]) -> str:
 
 def pyplot():
   """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   return plt
 
 
@@ -212,3 +216,47 @@ def save_figure(fig, path: str) -> str:
   fig.savefig(path, dpi=120)
   pyplot().close(fig)
   return path
+
+
+# --- Many processes: each writes its part, process 0 merges ------------------
+
+def process_results_path(directory: str, name: str, process_index: int) -> str:
+  return os.path.join(directory, f"{name}.process-{process_index:05d}.json")
+
+
+def write_process_results(directory: str, name: str, part: dict,
+                          process_index: int | None = None) -> str:
+  """Writes this process's ``part`` ({key: JSON-able value}) of the results."""
+  index = jax.process_index() if process_index is None else process_index
+  os.makedirs(directory, exist_ok=True)
+  return write_json(process_results_path(directory, name, index),
+                              part)
+
+
+def merge_process_results(directory: str, name: str,
+                          num_processes: int | None = None) -> dict[str, Any]:
+  """Process 0's merge of every process's part into ``<name>.json``.
+
+  Waits for all processes first (a no-op with one process). A key written by
+  several processes (seeds replicated over hosts) must carry the same value.
+  Returns the merged dict on process 0 and an empty dict elsewhere.
+  """
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f"memjax merge {name}")
+  if jax.process_index() != 0:
+    return {}
+  count = jax.process_count() if num_processes is None else num_processes
+  merged: dict[str, Any] = {}
+  for index in range(count):
+    path = process_results_path(directory, name, index)
+    if not os.path.exists(path):
+      raise FileNotFoundError(f"Process {index} of {count} wrote no results at "
+                              f"{path}.")
+    with open(path) as f:
+      for key, value in json.load(f).items():
+        if key in merged and merged[key] != value:
+          raise ValueError(f"Processes disagree on {key!r} in {path}: "
+                           f"{merged[key]!r} vs {value!r}.")
+        merged[key] = value
+  write_json(os.path.join(directory, f"{name}.json"), merged)
+  return merged

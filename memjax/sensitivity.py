@@ -41,6 +41,7 @@ import tqdm
 import optax
 
 from memjax import checkpointing
+from memjax import keys
 from memjax import per_example
 from memjax import training
 
@@ -198,9 +199,9 @@ def _running_mean(total, count):
 
 
 @functools.partial(jax.jit, static_argnames=("trainer", "config"))
-def _epoch_vmapped(trainer, config, state, keys, epoch, x, y, train_index):
+def _epoch_vmapped(trainer, config, state, seed_keys, epoch, x, y, train_index):
   return jax.vmap(functools.partial(epoch_one, trainer, config),
-                  in_axes=(0, 0, None, None, None, 0))(state, keys, epoch, x, y,
+                  in_axes=(0, 0, None, None, None, 0))(state, seed_keys, epoch, x, y,
                                                        train_index)
 
 
@@ -248,14 +249,14 @@ def track(train_config: training.TrainConfig, config: SensitivityConfig, x, y,
   if epochs < 1:
     raise ValueError(f"epochs must be >= 1, got {epochs}.")
   check_unroll(train_config, config.unroll, n)
-  keys = training.seed_keys(train_config)
+  seed_keys = keys.seed_keys(train_config.seed, train_config.num_seeds)
   train_index = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (s, n))
   per_epoch = lambda *shape: np.full((epochs, s) + shape, np.nan, np.float32)
   records = {"direct": per_epoch(n), "batch_loss": per_epoch(),
              "train_acc": per_epoch()}
   if config.unroll:
     records["unrolled"] = per_epoch(n)
-  carry = {"state": trainer.init(keys),
+  carry = {"state": trainer.init(seed_keys),
            "sums": _zero_sums(config, s, n, num_classes),
            "records": records, "epoch": np.int32(0)}
   checkpointer = None
@@ -275,7 +276,7 @@ def track(train_config: training.TrainConfig, config: SensitivityConfig, x, y,
                   disable=progress is None, leave=False, unit="epoch")
   last_save = time.monotonic()
   while epoch < epochs:
-    state, losses, epoch_sums = _epoch_vmapped(trainer, config, state, keys,
+    state, losses, epoch_sums = _epoch_vmapped(trainer, config, state, seed_keys,
                                                epoch, x, y, train_index)
     training.check_finite(losses, train_config, first_step=epoch * steps)
     sums = jax.tree.map(lambda a, b: a + np.asarray(b), sums, epoch_sums)

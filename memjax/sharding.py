@@ -23,9 +23,9 @@ use ``data`` > 1 only to spread large datasets' memory.
 Multi-host runs use JAX's own runtime: ``initialize_distributed(True)`` calls
 ``jax.distributed.initialize()`` (coordinator, process count and id come from
 the cluster environment: SLURM, Open MPI, Cloud TPU, or the flags below); the
-mesh then spans every process's devices. ``write_process_results`` writes the
-part of the results this process owns, and ``merge_process_results`` (process
-0, after a barrier) merges the parts into one file.
+mesh then spans every process's devices; ``reporting.write_process_results``
+and ``reporting.merge_process_results`` write and merge each process's part of
+the results.
 
 Launch commands (``benchmarks/report.py`` takes ``--distributed``):
 
@@ -47,9 +47,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import os
-from typing import Any
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -57,8 +55,10 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
-from memjax import reporting
-from memjax import training
+from memjax import keys
+
+if TYPE_CHECKING:
+  from memjax import training
 
 SEEDS, DATA = "seeds", "data"
 
@@ -124,7 +124,7 @@ class SeedPlacement:
   def keys(self, config: training.TrainConfig) -> jax.Array:
     """Seed keys of the padded lanes (padding lanes get the next seeds)."""
     padded = dataclasses.replace(config, num_seeds=self.num_padded)
-    return jax.device_put(training.seed_keys(padded), self.per_seed)
+    return jax.device_put(keys.seed_keys(padded.seed, padded.num_seeds), self.per_seed)
 
   def place_per_seed(self, x) -> jax.Array:
     """A per-seed array (leading axis S), padded and sharded over seeds."""
@@ -187,45 +187,3 @@ def _unpad(tree, num_seeds: int, sharding: NamedSharding):
   # Module-level, so that every fit with a mesh shares one compilation.
   return jax.lax.with_sharding_constraint(
       jax.tree.map(lambda x: x[:num_seeds], tree), sharding)
-
-
-def process_results_path(directory: str, name: str, process_index: int) -> str:
-  return os.path.join(directory, f"{name}.process-{process_index:05d}.json")
-
-
-def write_process_results(directory: str, name: str, part: dict,
-                          process_index: int | None = None) -> str:
-  """Writes this process's ``part`` ({key: JSON-able value}) of the results."""
-  index = jax.process_index() if process_index is None else process_index
-  os.makedirs(directory, exist_ok=True)
-  return reporting.write_json(process_results_path(directory, name, index),
-                              part)
-
-
-def merge_process_results(directory: str, name: str,
-                          num_processes: int | None = None) -> dict[str, Any]:
-  """Process 0's merge of every process's part into ``<name>.json``.
-
-  Waits for all processes first (a no-op with one process). A key written by
-  several processes (seeds replicated over hosts) must carry the same value.
-  Returns the merged dict on process 0 and an empty dict elsewhere.
-  """
-  if jax.process_count() > 1:
-    multihost_utils.sync_global_devices(f"memjax merge {name}")
-  if jax.process_index() != 0:
-    return {}
-  count = jax.process_count() if num_processes is None else num_processes
-  merged: dict[str, Any] = {}
-  for index in range(count):
-    path = process_results_path(directory, name, index)
-    if not os.path.exists(path):
-      raise FileNotFoundError(f"Process {index} of {count} wrote no results at "
-                              f"{path}.")
-    with open(path) as f:
-      for key, value in json.load(f).items():
-        if key in merged and merged[key] != value:
-          raise ValueError(f"Processes disagree on {key!r} in {path}: "
-                           f"{merged[key]!r} vs {value!r}.")
-        merged[key] = value
-  reporting.write_json(os.path.join(directory, f"{name}.json"), merged)
-  return merged

@@ -31,6 +31,7 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
+from memjax import keys
 from memjax import training
 
 
@@ -92,7 +93,7 @@ def lanczos(matvec: Callable[[jax.Array], jax.Array], dim: int,
     w = orthogonalize(w, basis)
     beta = jnp.linalg.norm(w)
     fresh = orthogonalize(
-        jax.random.normal(jax.random.fold_in(key, i + 1), (dim,), dtype),
+        jax.random.normal(keys.derive(key, i + 1), (dim,), dtype),
         basis)
     restart = beta < 1e-6 * (jnp.abs(alpha) + 1.0)
     nxt = jnp.where(restart, fresh / jnp.linalg.norm(fresh), w / beta)
@@ -166,7 +167,7 @@ def seed_sharpness(trainer: training.Trainer, state: training.TrainState, x, y,
 def _seed_sharpness_fn(trainer, config, per_seed_inputs, per_seed_labels):
   def one_seed(state, x, y, key):
     loss_fn = training_loss(trainer, state.batch_stats, x, y)
-    lanczos_key, ascent_key = jax.random.split(key)
+    lanczos_key, ascent_key = keys.split(key, 2)
     return {"eigenvalues": hessian_top(loss_fn, state.params, config,
                                        lanczos_key),
             "epsilon_sharpness": epsilon_sharpness(loss_fn, state.params,

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import zlib
 
 import jax
 import numpy as np
 
 from memjax import checkpointing
 from memjax import data as data_lib
+from memjax import keys
 from memjax import randomization as rand_lib
 from memjax import reporting
 from memjax import stats
@@ -92,22 +92,17 @@ class ConditionResult:
   num_classes: int
 
 
-def condition_key(seed: int, name: str) -> jax.Array:
-  """A key per (randomization seed, condition name), stable across runs."""
-  return jax.random.fold_in(jax.random.key(seed), zlib.crc32(name.encode()))
-
-
 def randomize(dataset: data_lib.Dataset, config: StudyConfig, name: str):
   """(TrainData, train_mask, test_mask) of one condition."""
   randomization = config.randomization(name)
-  key = condition_key(config.randomization_seed, name)
+  key = keys.condition_key(config.randomization_seed, name)
   if not config.per_seed_randomization:
     r = rand_lib.apply(dataset, randomization, key)
     d = r.dataset
     return (training.TrainData(d.x_train, d.y_train, d.x_test, d.y_test,
                                d.num_classes), r.train_mask, r.test_mask)
   seeds = config.train.seed + np.arange(config.train.num_seeds)
-  draws = [rand_lib.apply(dataset, randomization, jax.random.fold_in(key, s))
+  draws = [rand_lib.apply(dataset, randomization, keys.derive(key, s))
            for s in seeds]
   inputs_vary = randomization.kind not in ("true_labels", "corrupt_labels")
   stack = lambda field: np.stack([getattr(r.dataset, field) for r in draws])
@@ -305,13 +300,13 @@ def condition_lanes(dataset: data_lib.Dataset, names, seeds_per_condition: int,
 
   Returns (TrainData with per-lane inputs and labels, train masks (C, n)). Lane
   ``c * seeds_per_condition + s`` trains condition ``names[c]``, randomized once
-  per condition (key ``condition_key(randomization_seed, name)``) and shared by
+  per condition (key ``keys.condition_key(randomization_seed, name)``) and shared by
   its seeds; test sets are the conditions' own (clean unless the condition
   transforms every input). Conditions that share a model shape then train in
   one ``training.fit`` with ``num_seeds = len(names) * seeds_per_condition``.
   """
   draws = [rand_lib.apply(dataset, rand_lib.from_name(name, label_noise),
-                          condition_key(randomization_seed, name))
+                          keys.condition_key(randomization_seed, name))
            for name in names]
   lanes = lambda field: np.repeat(
       np.stack([getattr(r.dataset, field) for r in draws]),

@@ -5,13 +5,12 @@ BatchNorm statistics; every transformed function below is a pure function of
 those pytrees, with a leading seed axis on the whole ``TrainState``. One epoch is
 one jitted ``lax.scan`` over SGD steps, so there is no host sync per step.
 
-Every random choice is a pure function of (seed, step): the seed's key is
-``jax.random.key(config.seed + i)`` for seed lane ``i``, from which the init,
-the epoch's batch order (``fold_in(order_key, epoch)``) and each step's dropout
-key (``fold_in(dropout_key, step)``) are derived. Lane ``i`` of an S-seed run is
-therefore the same run as a one-seed run with ``seed=config.seed + i``. The
-input perturbations of ``config.regularization`` (augmentation, input dropout
-and noise; ``memjax.regularizers``) use ``fold_in(perturb_key, step)`` inside
+Every random choice is a pure function of (seed, step) (``memjax.keys``): seed
+lane ``i`` uses the key of seed ``config.seed + i``, from which the init, the
+epoch's batch order and each step's dropout and input-perturbation keys are
+derived, so lane ``i`` of an S-seed run is the same run as a one-seed run with
+``seed=config.seed + i``. The input perturbations of ``config.regularization``
+(augmentation, input dropout and noise; ``memjax.regularizers``) apply inside
 the train step only; evaluation always sees the clean inputs.
 
 Learning rate: SGD with momentum 0.9 and Zhang et al.'s decay of 0.95 per epoch.
@@ -41,11 +40,12 @@ import tqdm
 from flax import nnx
 
 from memjax import checkpointing
+from memjax import chunking
+from memjax import keys
 from memjax import models
 from memjax import regularizers
+from memjax import sharding
 
-# Streams derived from each seed's key.
-_INIT, _ORDER, _DROPOUT, _PERTURB, _ADVERSARIAL = 0, 1, 2, 3, 4
 # Seeds are int32 key data.
 MAX_SEED = 2**31 - 1
 
@@ -149,10 +149,6 @@ class TrainData:
     return self.x_train.shape[1 if self.per_seed_inputs else 0]
 
 
-def seed_keys(config: TrainConfig) -> jax.Array:
-  return jax.vmap(jax.random.key)(config.seed + jnp.arange(config.num_seeds))
-
-
 class Trainer:
   """Pure, jitted functions of a (seed-stacked) TrainState for one model."""
 
@@ -160,7 +156,7 @@ class Trainer:
     self.config = config
     self.input_shape = tuple(input_shape)
     self.num_classes = num_classes
-    abstract = nnx.eval_shape(lambda: self._build(jax.random.key(0)))
+    abstract = nnx.eval_shape(lambda: self._build(keys.seed_key(0)))
     self.graphdef, _, _ = nnx.split(abstract, nnx.Param, nnx.BatchStat)
     self.schedule = schedule = lambda step: config.lr * config.lr_decay ** (
         step * config.batch_size / config.decay_examples)
@@ -180,7 +176,7 @@ class Trainer:
                         hidden_noise=self.config.regularization.hidden_noise)
 
   def init_one(self, seed_key: jax.Array) -> TrainState:
-    model = self._build(jax.random.fold_in(seed_key, _INIT))
+    model = self._build(keys.derive(seed_key, keys.INIT))
     _, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
     return TrainState(params, batch_stats, self.tx.init(params),
                       jnp.zeros((), jnp.int32))
@@ -208,14 +204,11 @@ class Trainer:
 
     ``weights`` (batch,) marks the real examples of a partial last batch
     (``epoch_batches``); None: every example counts."""
-    dropout_key = jax.random.fold_in(jax.random.fold_in(seed_key, _DROPOUT),
-                                     state.step)
-    perturb_key = jax.random.fold_in(jax.random.fold_in(seed_key, _PERTURB),
-                                     state.step)
+    dropout_key = keys.derive(seed_key, keys.DROPOUT, state.step)
+    perturb_key = keys.derive(seed_key, keys.PERTURB, state.step)
     x = regularizers.perturb(self.config.regularization, perturb_key, x)
     if self.config.regularization.adversarial is not None:
-      adversarial_key = jax.random.fold_in(
-          jax.random.fold_in(seed_key, _ADVERSARIAL), state.step)
+      adversarial_key = keys.derive(seed_key, keys.ADVERSARIAL, state.step)
       x, y = regularizers.with_critical_samples(
           self.config.regularization.adversarial,
           lambda xb: self.apply(state.params, state.batch_stats, xb)[0],
@@ -238,7 +231,7 @@ class Trainer:
     m = train_index.shape[0]
     batch = min(self.config.batch_size, m)
     steps = -(-m // batch)
-    order_key = jax.random.fold_in(jax.random.fold_in(seed_key, _ORDER), epoch)
+    order_key = keys.derive(seed_key, keys.ORDER, epoch)
     order = train_index[jax.random.permutation(order_key, m)]
     order = jnp.concatenate([order, order[:steps * batch - m]])
     return order.reshape(steps, batch)
@@ -279,7 +272,7 @@ class Trainer:
 
   def logits(self, params, batch_stats, x):
     """Eval-mode logits of one seed over all of ``x``, in eval-sized chunks."""
-    return batched(lambda xb: self.apply(params, batch_stats, xb)[0], x,
+    return chunking.batched(lambda xb: self.apply(params, batch_stats, xb)[0], x,
                    self.config.eval_batch_size)
 
   def evaluate_one(self, state, x, y):
@@ -306,17 +299,6 @@ def cached_trainer(config: TrainConfig, input_shape, num_classes: int) -> Traine
 @functools.lru_cache(maxsize=8)
 def _trainer(config: TrainConfig, input_shape, num_classes: int) -> Trainer:
   return Trainer(config, input_shape, num_classes)
-
-
-def batched(fn, x, batch_size):
-  """fn over x in chunks of batch_size with lax.map (pads the last chunk)."""
-  n = x.shape[0]
-  batch_size = min(batch_size, n)
-  chunks = -(-n // batch_size)
-  pad = chunks * batch_size - n
-  xp = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
-  out = jax.lax.map(fn, xp.reshape((chunks, batch_size) + x.shape[1:]))
-  return jax.tree.map(lambda o: o.reshape((-1,) + o.shape[2:])[:n], out)
 
 
 def default_train_index(data: TrainData, num_seeds: int) -> jax.Array:
@@ -451,7 +433,7 @@ def fit(config: TrainConfig, data: TrainData, *, checkpoint_dir=None,
   dropped from every result and checkpoint.
   """
   trainer = cached_trainer(config, data.input_shape, data.num_classes)
-  keys = seed_keys(config)
+  seed_keys = keys.seed_keys(config.seed, config.num_seeds)
   s = config.num_seeds
   train_index = (default_train_index(data, s) if data.train_index is None
                  else jnp.asarray(data.train_index, jnp.int32))
@@ -469,9 +451,8 @@ def fit(config: TrainConfig, data: TrainData, *, checkpoint_dir=None,
       raise ValueError(f"seed_chunk={config.seed_chunk} is for one device; "
                        "with a mesh leave it None (each device vmaps its own "
                        "seeds).")
-    from memjax import sharding  # pylint: disable=g-import-not-at-top
     placement = sharding.SeedPlacement(mesh, s)
-    keys = placement.keys(config)
+    seed_keys = placement.keys(config)
     train_index = placement.place_per_seed(train_index)
     data = placement.place_data(data)
     to_host, unpad = placement.to_host, placement.unpadded
@@ -481,7 +462,7 @@ def fit(config: TrainConfig, data: TrainData, *, checkpoint_dir=None,
   if record_examples:
     history["train_correct"] = np.zeros((config.max_epochs, s, data.num_train),
                                         np.uint8)
-  state = trainer.init(keys)
+  state = trainer.init(seed_keys)
   if placement:
     state = placement.place_state(state)
   carry = {"state": state, "history": history,
@@ -507,7 +488,7 @@ def fit(config: TrainConfig, data: TrainData, *, checkpoint_dir=None,
                   disable=progress is None, unit="epoch", leave=False)
   last_save = time.monotonic()
   while not done():
-    state, losses = trainer.train_epoch(state, keys, epoch, data.x_train,
+    state, losses = trainer.train_epoch(state, seed_keys, epoch, data.x_train,
                                         data.y_train, train_index, **axes)
     losses = to_host(losses)
     check_finite(losses, config, first_step=epoch * steps)

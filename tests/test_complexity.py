@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from memjax import complexity
+from memjax import keys
 from memjax import training
 
 
@@ -159,33 +160,33 @@ class SeedCsrTest(absltest.TestCase):
   def test_vmapped_over_seeds_matches_loop(self):
     config = training.TrainConfig(model="mlp1x8", num_seeds=3)
     trainer = training.Trainer(config, (4, 4, 1), 3)
-    state = trainer.init(training.seed_keys(config))
+    state = trainer.init(keys.seed_keys(config.seed, config.num_seeds))
     x = jax.random.normal(jax.random.key(0), (9, 4, 4, 1))
     lass_config = complexity.LassConfig(radius=0.5, alpha=0.1, beta=0.05,
                                         max_iterations=8, chunk_size=4)
-    keys = jax.random.split(jax.random.key(5), 3)
-    stacked = complexity.seed_lass(trainer, state, x, lass_config, keys)
+    search_keys = jax.random.split(jax.random.key(5), 3)
+    stacked = complexity.seed_lass(trainer, state, x, lass_config, search_keys)
     chex.assert_shape(stacked.critical, (3, 9))
     for s in range(3):
       one = jax.tree.map(lambda a, s=s: a[s], state)
       apply_fn = lambda xb, one=one: trainer.apply(one.params, one.batch_stats,
                                                    xb)[0]
-      loop = complexity.lass(apply_fn, x, lass_config, keys[s])
+      loop = complexity.lass(apply_fn, x, lass_config, search_keys[s])
       chex.assert_trees_all_close(jax.tree.map(lambda a, s=s: a[s], stacked),
                                   loop, atol=1e-5)
-    csr = complexity.seed_csr(trainer, state, x, lass_config, keys)
+    csr = complexity.seed_csr(trainer, state, x, lass_config, search_keys)
     chex.assert_shape(csr, (3,))
     self.assertTrue(((csr >= 0) & (csr <= 1)).all())
 
   def test_per_seed_inputs(self):
     config = training.TrainConfig(model="mlp1x8", num_seeds=2)
     trainer = training.Trainer(config, (4, 4, 1), 3)
-    state = trainer.init(training.seed_keys(config))
+    state = trainer.init(keys.seed_keys(config.seed, config.num_seeds))
     x = jax.random.normal(jax.random.key(0), (2, 5, 4, 4, 1))
     lass_config = complexity.LassConfig(radius=0.5, alpha=0.1, beta=0.05,
                                         max_iterations=8)
-    keys = jax.random.split(jax.random.key(5), 2)
-    result = complexity.seed_lass(trainer, state, x, lass_config, keys,
+    search_keys = jax.random.split(jax.random.key(5), 2)
+    result = complexity.seed_lass(trainer, state, x, lass_config, search_keys,
                                   per_seed_inputs=True)
     chex.assert_shape(result.adversarial, (2, 5, 4, 4, 1))
     self.assertLessEqual(float(jnp.abs(result.adversarial - x).max()), 0.5 + 1e-6)
@@ -193,7 +194,7 @@ class SeedCsrTest(absltest.TestCase):
   def test_per_seed_boxes_match_one_seed_at_a_time(self):
     config = training.TrainConfig(model="mlp1x8", num_seeds=2)
     trainer = training.Trainer(config, (4, 4, 1), 3)
-    state = trainer.init(training.seed_keys(config))
+    state = trainer.init(keys.seed_keys(config.seed, config.num_seeds))
     x = jax.random.normal(jax.random.key(0), (2, 5, 4, 4, 1))
     scale = np.array([[1.0, 2.0, 0.5, 1.0, 3.0], [0.1, 1.0, 1.0, 2.0, 1.0]],
                      np.float32)
@@ -203,15 +204,15 @@ class SeedCsrTest(absltest.TestCase):
     high = flat.max(-1) + np.array([[0.05], [0.0]], np.float32)
     lass_config = complexity.LassConfig(radius=0.5, alpha=0.4, beta=0.3,
                                         max_iterations=6)
-    keys = jax.random.split(jax.random.key(5), 2)
-    stacked = complexity.seed_lass(trainer, state, x, lass_config, keys,
+    search_keys = jax.random.split(jax.random.key(5), 2)
+    stacked = complexity.seed_lass(trainer, state, x, lass_config, search_keys,
                                    per_seed_inputs=True, scale=scale, low=low,
                                    high=high)
     for s in range(2):
       one = jax.tree.map(lambda a, s=s: a[s], state)
       apply_fn = lambda xb, one=one: trainer.apply(one.params, one.batch_stats,
                                                    xb)[0]
-      loop = complexity.lass(apply_fn, x[s], lass_config, keys[s],
+      loop = complexity.lass(apply_fn, x[s], lass_config, search_keys[s],
                              scale=scale[s], low=low[s], high=high[s])
       chex.assert_trees_all_close(jax.tree.map(lambda a, s=s: a[s], stacked),
                                   loop, atol=1e-5)
@@ -221,3 +222,4 @@ class SeedCsrTest(absltest.TestCase):
 
 if __name__ == "__main__":
   absltest.main()
+

@@ -23,6 +23,7 @@ import numpy as np
 
 from memjax import complexity
 from memjax import data as data_lib
+from memjax import keys
 from memjax import randomization as rand_lib
 from memjax import training
 
@@ -193,7 +194,7 @@ class CsrBoxTest(absltest.TestCase):
     for name in ("real", "randY_0.5"):
       self.assertEqual(ranges[name], (0.0, 1.0))
     noisy = rand_lib.apply(dataset, rand_lib.from_name("randX"),
-                           self.module.studies.condition_key(0, "randX"))
+                           keys.condition_key(0, "randX"))
     noise = np.concatenate([noisy.dataset.x_train.ravel(),
                             noisy.dataset.x_test.ravel()])
     for probe in probes.values():
@@ -222,7 +223,7 @@ class CsrBoxTest(absltest.TestCase):
                                                   1, 0, False, 12)
     config = training.TrainConfig(model="mlp1x8", num_seeds=2)
     trainer = training.Trainer(config, (4, 4, 1), 10)
-    state = trainer.init(training.seed_keys(config))
+    state = trainer.init(keys.seed_keys(config.seed, config.num_seeds))
     # Large steps, so that the points reach their boxes' edges.
     lass = complexity.LassConfig.from_levels(30.0, 30.0, 30.0,
                                              max_iterations=5)

@@ -21,6 +21,7 @@ from jax._src import xla_bridge
 import jaxlib.version
 
 from memjax import conv
+from memjax import keys
 from memjax import models
 from memjax import training
 
@@ -211,8 +212,8 @@ class ModelTrainingTest(parameterized.TestCase):
 
     def run():
       trainer = training.Trainer(config, shape, 10)  # traced afresh
-      keys = training.seed_keys(config)
-      state, losses = trainer.train_epoch(trainer.init(keys), keys, 0, x, y,
+      seed_keys = keys.seed_keys(config.seed, config.num_seeds)
+      state, losses = trainer.train_epoch(trainer.init(seed_keys), seed_keys, 0, x, y,
                                           index)
       return state.params, state.batch_stats, losses
 

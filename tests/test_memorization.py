@@ -22,6 +22,7 @@ from scipy import stats as scipy_stats
 from memjax import checkpointing
 from memjax import cli
 from memjax import data as data_lib
+from memjax import keys
 from memjax import memorization
 from memjax import stats
 from memjax import training
@@ -58,8 +59,8 @@ def _random_runs(rng, num_runs, n, ratio=0.5):
 class MaskBookkeepingTest(absltest.TestCase):
 
   def test_subsets_are_sorted_unique_and_sized(self):
-    keys = memorization.run_keys(0, 0, np.arange(5))
-    index = np.asarray(memorization.subset_indices(keys, 20, 14))
+    run_keys = keys.run_keys(0, 0, np.arange(5))
+    index = np.asarray(memorization.subset_indices(run_keys, 20, 14))
     chex.assert_shape(index, (5, 14))
     for row in index:
       np.testing.assert_array_equal(row, np.unique(row))
@@ -71,7 +72,7 @@ class MaskBookkeepingTest(absltest.TestCase):
 
   def test_a_run_depends_only_on_seed_ratio_and_run_index(self):
     subsets = lambda seed, k, runs: np.asarray(memorization.subset_indices(
-        memorization.run_keys(seed, k, runs), 30, 10))
+        keys.run_keys(seed, k, runs), 30, 10))
     all_runs = subsets(0, 0, np.arange(6))
     np.testing.assert_array_equal(subsets(0, 0, np.arange(3, 6)), all_runs[3:])
     self.assertFalse((subsets(1, 0, np.arange(6)) == all_runs).all())

@@ -11,6 +11,7 @@ import numpy as np
 import optax
 
 from memjax import data as data_lib
+from memjax import keys
 from memjax import per_example
 from memjax import training
 
@@ -23,7 +24,7 @@ def setup(num_seeds=2):
   config = training.TrainConfig(model="mlp1x8", num_seeds=num_seeds,
                                 eval_batch_size=5)
   trainer = training.Trainer(config, dataset.input_shape, dataset.num_classes)
-  state = trainer.init(training.seed_keys(config))
+  state = trainer.init(keys.seed_keys(config.seed, config.num_seeds))
   return trainer, state, jnp.asarray(x), jnp.asarray(y)
 
 

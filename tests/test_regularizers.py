@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from memjax import complexity
+from memjax import keys
 from memjax import models
 from memjax import regularizers
 from memjax import training
@@ -224,7 +225,7 @@ class TrainingTest(absltest.TestCase):
     key = jax.random.key(0)
     state = dataclasses.replace(plain.init_one(key), step=jnp.int32(5))
     x, y = jnp.asarray(data.x_train[:8]), jnp.asarray(data.y_train[:8])
-    step_key = jax.random.fold_in(jax.random.fold_in(key, training._PERTURB), 5)
+    step_key = jax.random.fold_in(jax.random.fold_in(key, keys.PERTURB), 5)
     x_seen = regularizers.perturb(ALL_INPUT_PERTURBATIONS, step_key, x)
     augmented_step, plain_step = (jax.jit(t.train_step)
                                   for t in (augmented, plain))
@@ -249,7 +250,7 @@ class TrainingTest(absltest.TestCase):
     x, y = jnp.asarray(data.x_train[:8]), jnp.asarray(data.y_train[:8])
     found = complexity.lass(
         lambda xb: plain.apply(state.params, state.batch_stats, xb)[0], x, lass,
-        jax.random.fold_in(jax.random.fold_in(key, training._ADVERSARIAL), 2))
+        jax.random.fold_in(jax.random.fold_in(key, keys.ADVERSARIAL), 2))
     self.assertGreater(float(jnp.abs(found.adversarial - x).max()), 0)
     chex.assert_trees_all_close(
         jax.jit(adversarial.train_step)(state, key, x, y),

@@ -17,6 +17,7 @@ import numpy as np
 import optax
 
 from memjax import data as data_lib
+from memjax import keys
 from memjax import per_example
 from memjax import sensitivity
 from memjax import training
@@ -104,7 +105,7 @@ class UnrolledTest(absltest.TestCase):
 
   def test_matches_explicit_sgd_steps(self):
     trainer, x, y = setup(1)
-    key = training.seed_keys(trainer.config)[0]
+    key = keys.seed_keys(trainer.config.seed, trainer.config.num_seeds)[0]
     state = trainer.init_one(key)
     xs, ys = x[:3 * BATCH].reshape(3, BATCH, 8, 8, 1), y[:3 * BATCH].reshape(3, -1)
     # The first minibatch full, the other two partial (their tails filler).
@@ -134,7 +135,7 @@ class UnrolledTest(absltest.TestCase):
 
   def test_default_weights_are_all_real(self):
     trainer, x, y = setup(1)
-    key = training.seed_keys(trainer.config)[0]
+    key = keys.seed_keys(trainer.config.seed, trainer.config.num_seeds)[0]
     state = trainer.init_one(key)
     xs, ys = x[:2 * BATCH].reshape(2, BATCH, 8, 8, 1), y[:2 * BATCH].reshape(2, -1)
     fn = jax.jit(sensitivity.unrolled_jacobian, static_argnums=(0, 5))
@@ -148,11 +149,11 @@ class EpochTest(absltest.TestCase):
   def test_epoch_matches_plain_loop(self):
     trainer, x, y = setup(2)
     config = sensitivity.SensitivityConfig(unroll=1)
-    keys = training.seed_keys(trainer.config)
-    state = trainer.init(keys)
+    seed_keys = keys.seed_keys(trainer.config.seed, trainer.config.num_seeds)
+    state = trainer.init(seed_keys)
     train_index = jnp.broadcast_to(jnp.arange(N, dtype=jnp.int32), (2, N))
     got_state, losses, sums = sensitivity._epoch_vmapped(
-        trainer, config, state, keys, 0, x, y, train_index)
+        trainer, config, state, seed_keys, 0, x, y, train_index)
     steps = -(-N // BATCH)
     self.assertEqual(steps, 4)  # the last batch is partial
     chex.assert_shape(losses, (2, steps))
@@ -163,7 +164,7 @@ class EpochTest(absltest.TestCase):
     train_step = jax.jit(trainer.train_step)
     for s in range(2):
       st = jax.tree.map(lambda a: a[s], state)  # pylint: disable=cell-var-from-loop
-      batches = np.asarray(trainer.epoch_batches(keys[s], 0, train_index[s]))
+      batches = np.asarray(trainer.epoch_batches(seed_keys[s], 0, train_index[s]))
       direct, unrolled = np.zeros(N), np.zeros(N)
       class_sum = np.zeros((10, 10))
       for t in range(steps):
@@ -173,13 +174,13 @@ class EpochTest(absltest.TestCase):
                                   y[b], "l1")
         if t + 1 < steps:
           later = batches[t + 1][:N - (t + 1) * BATCH]
-          jac = unrolled_jacobian(x[b], trainer, st, keys[s], y[b], x[later],
+          jac = unrolled_jacobian(x[b], trainer, st, seed_keys[s], y[b], x[later],
                                   y[later])
           norms = np.abs(np.asarray(jac)).sum((2, 3, 4))  # (11, B)
           unrolled[b] += norms[-1]
           for j in range(10):
             class_sum[:, j] += norms[:-1, y[b] == j].sum(1)
-        st, _ = train_step(st, keys[s], x[b], y[b])
+        st, _ = train_step(st, seed_keys[s], x[b], y[b])
       np.testing.assert_allclose(sums["direct_sum"][s], direct, rtol=1e-4,
                                  atol=1e-6)
       np.testing.assert_array_equal(sums["direct_count"][s], np.ones(N))

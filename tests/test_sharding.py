@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from absl.testing import absltest
 
+from memjax import keys
+from memjax import reporting
 from memjax import sharding
 from memjax import training
 
@@ -93,10 +95,9 @@ class ShardedFitTest(absltest.TestCase):
   def test_padded_lane_is_the_next_seed(self):
     placement = sharding.SeedPlacement(mesh_of(4), num_seeds=5)
     self.assertEqual(placement.num_padded, 8)
-    keys = placement.keys(CONFIG)
-    expected = training.seed_keys(
-        training.TrainConfig(model="mlp1x16", num_seeds=8))
-    np.testing.assert_array_equal(jax.random.key_data(keys),
+    placed = placement.keys(CONFIG)
+    expected = keys.seed_keys(CONFIG.seed, 8)
+    np.testing.assert_array_equal(jax.random.key_data(placed),
                                   jax.random.key_data(expected))
     self.assertEqual(placement.local_seeds(), list(range(5)))
 
@@ -144,20 +145,20 @@ class HelpersTest(absltest.TestCase):
 
 def test_process_results_are_merged_on_process_zero(tmp_path):
   directory = str(tmp_path)
-  sharding.write_process_results(directory, "runs", {"0": 1.0, "1": 2.0},
+  reporting.write_process_results(directory, "runs", {"0": 1.0, "1": 2.0},
                                  process_index=0)
-  sharding.write_process_results(directory, "runs", {"1": 2.0, "2": 3.0},
+  reporting.write_process_results(directory, "runs", {"1": 2.0, "2": 3.0},
                                  process_index=1)
-  merged = sharding.merge_process_results(directory, "runs", num_processes=2)
+  merged = reporting.merge_process_results(directory, "runs", num_processes=2)
   assert merged == {"0": 1.0, "1": 2.0, "2": 3.0}
   with open(os.path.join(directory, "runs.json")) as f:
     assert json.load(f) == merged
   with pytest.raises(FileNotFoundError, match="Process 2 of 3"):
-    sharding.merge_process_results(directory, "runs", num_processes=3)
-  sharding.write_process_results(directory, "runs", {"2": 4.0},
+    reporting.merge_process_results(directory, "runs", num_processes=3)
+  reporting.write_process_results(directory, "runs", {"2": 4.0},
                                  process_index=2)
   with pytest.raises(ValueError, match="disagree on '2'"):
-    sharding.merge_process_results(directory, "runs", num_processes=3)
+    reporting.merge_process_results(directory, "runs", num_processes=3)
 
 
 def test_benchmark_report_smoke(tmp_path):

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from memjax import keys
 from memjax import sharpness
 from memjax import training
 
@@ -16,7 +17,7 @@ from memjax import training
 def _tiny_problem(num_seeds=2):
   config = training.TrainConfig(model="mlp1x3", num_seeds=num_seeds)
   trainer = training.Trainer(config, (2, 2, 1), 3)
-  state = trainer.init(training.seed_keys(config))
+  state = trainer.init(keys.seed_keys(config.seed, config.num_seeds))
   x = jax.random.normal(jax.random.key(1), (16, 2, 2, 1))
   y = jax.random.randint(jax.random.key(2), (16,), 0, 3)
   return trainer, state, x, y
@@ -70,14 +71,14 @@ class HessianTest(absltest.TestCase):
   def test_seed_sharpness_matches_loop(self):
     trainer, state, x, y = _tiny_problem(2)
     config = sharpness.SharpnessConfig(num_iterations=8, top_k=2)
-    keys = jax.random.split(jax.random.key(0), 2)
-    stacked = sharpness.seed_sharpness(trainer, state, x, y, config, keys)
+    search_keys = jax.random.split(jax.random.key(0), 2)
+    stacked = sharpness.seed_sharpness(trainer, state, x, y, config, search_keys)
     chex.assert_shape(stacked["eigenvalues"], (2, 2))
     chex.assert_shape(stacked["epsilon_sharpness"], (2,))
     for s in range(2):
       one = jax.tree.map(lambda a, s=s: a[s], state)
       loss_fn = sharpness.training_loss(trainer, one.batch_stats, x, y)
-      lanczos_key, ascent_key = jax.random.split(keys[s])
+      lanczos_key, ascent_key = jax.random.split(search_keys[s])
       top = sharpness.hessian_top(loss_fn, one.params, config, lanczos_key)
       np.testing.assert_allclose(stacked["eigenvalues"][s], top, rtol=1e-4,
                                  atol=1e-6)
@@ -123,3 +124,4 @@ class LanczosMemoryTest(absltest.TestCase):
 
 if __name__ == "__main__":
   absltest.main()
+

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from memjax import data
+from memjax import keys
 from memjax import sharding
 from memjax import training
 
@@ -82,11 +83,11 @@ class ManySeedTest(absltest.TestCase):
     trainer = training.Trainer(cfg, train_data.input_shape, 10)
     epoch_fn = jax.jit(chex.assert_max_traces(trainer._train_epoch_vmapped,
                                               n=1))
-    keys = training.seed_keys(cfg)
-    state = trainer.init(keys)
+    seed_keys = keys.seed_keys(cfg.seed, cfg.num_seeds)
+    state = trainer.init(seed_keys)
     index = training.default_train_index(train_data, cfg.num_seeds)
     for epoch in range(3):
-      state, losses = epoch_fn(state, keys, epoch, train_data.x_train,
+      state, losses = epoch_fn(state, seed_keys, epoch, train_data.x_train,
                                train_data.y_train, index)
     # 200 examples in batches of 32: six full batches and a partial one.
     chex.assert_shape(losses, (3, 7))
@@ -118,7 +119,7 @@ class BatchOrderTest(absltest.TestCase):
   def test_partial_batch_loss_is_the_mean_over_real_examples(self):
     cfg = config(batch_size=4)
     trainer = training.Trainer(cfg, (8, 8, 1), 10)
-    state = trainer.init(training.seed_keys(cfg))
+    state = trainer.init(keys.seed_keys(cfg.seed, cfg.num_seeds))
     params = lane(state.params, 0)
     batch_stats = lane(state.batch_stats, 0)
     x = jax.random.normal(jax.random.key(1), (4, 8, 8, 1))
