@@ -154,9 +154,15 @@ def define_run_flags(workdir: str) -> None:
 
 
 def define_randomization_flags() -> None:
-  flags.DEFINE_enum("label_noise", "uniform", ["uniform", "different_class"],
-                    "Corrupted labels: uniform over all classes (Zhang et al.) "
-                    "or forced to a different class.")
+  flags.DEFINE_enum("label_noise", "uniform",
+                    ["uniform", "different_class", "pair", "patrini_mnist",
+                     "patrini_cifar10"],
+                    "Corrupted labels: uniform over all classes (Zhang et al.), "
+                    "forced to a different class, the next class c -> c+1 "
+                    "mod K (pair flips), or Patrini et al.'s class-conditional "
+                    "flips of MNIST (2->7, 3->8, 5<->6, 7->1) or CIFAR-10 "
+                    "(truck->automobile, bird->airplane, deer->horse, "
+                    "cat<->dog), both for 10 classes.")
   flags.DEFINE_bool("corrupt_test", False, "Corrupt the test labels too.")
   flags.DEFINE_bool("per_seed_randomization", False,
                     "Draw a different randomization for every seed.")

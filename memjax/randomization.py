@@ -17,9 +17,36 @@ name                   meaning
                        and test (validation inputs are fresh noise too)
 =====================  ======================================================
 
-Label noise is uniform over all classes (it may keep the true class), as in the
-paper; ``label_noise='different_class'`` forces a different class. Test labels
-stay clean unless ``corrupt_test``. Input transformations of the whole input
+Label noise (``label_noise``) says where a corrupted label goes; each label is
+selected for corruption independently with probability p:
+
+===================  ========================================================
+``uniform``          a class drawn uniformly from all K (may be the true one),
+                     as in Zhang et al.; the mask marks every selected label
+``different_class``  a class drawn uniformly from the K - 1 others
+``pair``             class c always becomes (c + 1) mod K: the "pair flips"
+                     of Han et al. (2018), and Patrini et al.'s CIFAR-100
+                     noise with one circular group of all K classes
+``patrini_mnist``    Patrini et al. (2017), Sec. 6, asymmetric MNIST noise:
+                     2 -> 7, 3 -> 8, 5 <-> 6, 7 -> 1; other digits kept
+``patrini_cifar10``  Patrini et al.'s CIFAR-10 noise: truck -> automobile,
+                     bird -> airplane, deer -> horse, cat <-> dog (9 -> 1,
+                     2 -> 0, 4 -> 7, 3 <-> 5); other classes kept
+===================  ========================================================
+
+Patrini et al., "Making deep neural networks robust to label noise: a loss
+correction approach" (CVPR 2017), define class-conditional noise by a
+transition matrix T, T[i, j] = P(noisy label j | true class i), and their
+asymmetric noise flips each of the listed classes with probability p to the
+class it is mistaken for (T[c, c] = 1 - p, T[c, target] = p). The two
+``patrini_*`` maps are defined for 10 classes; their CIFAR-100 variant (each
+class to the next within its super-class) is ``pair`` only up to the
+grouping, which memjax does not have. For the flips the mask marks labels
+that changed (a selected example of a class without a target keeps its
+label). Every result carries T (``Randomized.transition``, the identity when
+labels are untouched) so that it can be saved beside the masks;
+``transition_matrix`` computes it and ``flip_labels`` draws labels from any
+row-stochastic T. Test labels stay clean unless ``corrupt_test``. Input transformations of the whole input
 distribution (pixel permutations, Gaussian) apply to train and test alike, so the
 test set measures generalization on the same kind of input. Arpit's randX
 replaces inputs in the test set as in the training set (the same fraction, fresh
@@ -44,7 +71,15 @@ from memjax import keys
 
 KINDS = ("true_labels", "corrupt_labels", "shuffled_pixels", "random_pixels",
          "gaussian", "noisy_inputs")
-LABEL_NOISE = ("uniform", "different_class")
+LABEL_NOISE = ("uniform", "different_class", "pair", "patrini_mnist",
+               "patrini_cifar10")
+# Patrini et al. (2017), Sec. 6 (as in their code, giorgiop/loss-correction
+# noise.py): each class -> the class it is mistaken for.
+PATRINI_FLIPS = {
+    "patrini_mnist": {2: 7, 3: 8, 5: 6, 6: 5, 7: 1},
+    "patrini_cifar10": {9: 1, 2: 0, 4: 7, 3: 5, 5: 3},
+}
+PATRINI_CLASSES = 10
 _ALIASES = {
     "true_labels": ("true_labels", 0.0),
     "real": ("true_labels", 0.0),
@@ -87,6 +122,9 @@ class Randomized:
   dataset: data_lib.Dataset
   train_mask: np.ndarray  # bool (n_train,): label or input replaced
   test_mask: np.ndarray
+  # (K, K) P(label j | true class i) of the training labels (and of the test
+  # labels under corrupt_test): the identity when labels are untouched.
+  transition: np.ndarray | None = None
 
 
 def from_name(name: str, label_noise: str = "uniform",
@@ -110,6 +148,8 @@ def apply(dataset: data_lib.Dataset, randomization: Randomization,
           key: jax.Array) -> Randomized:
   """Applies ``randomization`` to ``dataset``; deterministic in ``key``."""
   kind, p = randomization.kind, randomization.fraction
+  num_classes = dataset.num_classes
+  transition = np.eye(num_classes)
   x_train, y_train = dataset.x_train, dataset.y_train
   x_test, y_test = dataset.x_test, dataset.y_test
   train_mask = np.zeros(len(y_train), bool)
@@ -117,11 +157,11 @@ def apply(dataset: data_lib.Dataset, randomization: Randomization,
   k_train, k_test, k_perm = keys.split(key, 3)
   if kind == "corrupt_labels":
     noise = randomization.label_noise
-    y_train, train_mask = corrupt_labels(k_train, y_train, p,
-                                         dataset.num_classes, noise)
-    if randomization.corrupt_test:
-      y_test, test_mask = corrupt_labels(k_test, y_test, p, dataset.num_classes,
+    transition = transition_matrix(noise, p, num_classes)
+    y_train, train_mask = corrupt_labels(k_train, y_train, p, num_classes,
                                          noise)
+    if randomization.corrupt_test:
+      y_test, test_mask = corrupt_labels(k_test, y_test, p, num_classes, noise)
   elif kind == "shuffled_pixels":
     perm = jax.random.permutation(k_perm, _num_pixels(x_train))
     x_train, x_test = (permute_pixels(x, perm) for x in (x_train, x_test))
@@ -143,22 +183,99 @@ def apply(dataset: data_lib.Dataset, randomization: Randomization,
                             y_train=np.asarray(y_train, np.int32),
                             x_test=np.asarray(x_test, np.float32),
                             y_test=np.asarray(y_test, np.int32))
-  return Randomized(dataset, np.asarray(train_mask), np.asarray(test_mask))
+  return Randomized(dataset, np.asarray(train_mask), np.asarray(test_mask),
+                    transition)
 
 
 def corrupt_labels(key, labels, p, num_classes, label_noise="uniform"):
-  """Each label independently replaced with probability p; returns (labels, mask)."""
+  """Each label independently selected with probability p and replaced as
+  ``label_noise`` says (module doc); returns (labels, mask)."""
+  _check_probability(p)
+  targets = flip_targets(label_noise, num_classes)
   k_select, k_label = keys.split(key, 2)
   labels = jnp.asarray(labels)
   selected = jax.random.bernoulli(k_select, p, labels.shape)
   if label_noise == "uniform":
     new = jax.random.randint(k_label, labels.shape, 0, num_classes)
-  else:
+  elif label_noise == "different_class":
     # Adding 1..k-1 modulo k gives every other class with equal probability.
     shift = jax.random.randint(k_label, labels.shape, 1, num_classes)
     new = (labels + shift) % num_classes
+  else:
+    new = jnp.asarray(targets)[labels]
+    selected = selected & (new != labels)
   labels = jnp.where(selected, new, labels)
   return np.asarray(labels, np.int32), np.asarray(selected)
+
+
+def flip_targets(label_noise: str, num_classes: int) -> np.ndarray | None:
+  """(K,) the class each class flips to under a fixed-target ``label_noise``
+  (itself where it has none); None for the drawn kinds (uniform,
+  different_class). ValueError for an unknown name or a class count the
+  name is not defined for."""
+  if label_noise not in LABEL_NOISE:
+    raise ValueError(f"Unknown label_noise {label_noise!r}; valid: "
+                     f"{', '.join(LABEL_NOISE)}.")
+  if label_noise in PATRINI_FLIPS and num_classes != PATRINI_CLASSES:
+    raise ValueError(
+        f"label_noise {label_noise!r} flips the 10 classes of Patrini et al.; "
+        f"the data has {num_classes} classes (valid for it: uniform, "
+        "different_class, pair).")
+  if num_classes < 2:
+    raise ValueError(f"Label noise needs at least 2 classes, got "
+                     f"{num_classes}.")
+  if label_noise == "pair":
+    return (np.arange(num_classes) + 1) % num_classes
+  if label_noise in PATRINI_FLIPS:
+    targets = np.arange(num_classes)
+    for source, target in PATRINI_FLIPS[label_noise].items():
+      targets[source] = target
+    return targets
+  return None
+
+
+def transition_matrix(label_noise: str, p: float,
+                      num_classes: int) -> np.ndarray:
+  """(K, K) T[i, j] = P(label j after corruption | true class i) of
+  ``corrupt_labels``: (1 - p) I + p F, where row i of F is where a selected
+  label of class i goes."""
+  _check_probability(p)
+  targets = flip_targets(label_noise, num_classes)
+  if label_noise == "uniform":
+    flips = np.full((num_classes, num_classes), 1.0 / num_classes)
+  elif label_noise == "different_class":
+    flips = (1.0 - np.eye(num_classes)) / (num_classes - 1)
+  else:
+    flips = np.eye(num_classes)[targets]
+  return (1.0 - p) * np.eye(num_classes) + p * flips
+
+
+def flip_labels(key, labels, transition):
+  """Each label of class i redrawn from row i of the row-stochastic (K, K)
+  ``transition`` (any class-conditional noise, Patrini et al.'s T); returns
+  (labels, mask of the labels that changed)."""
+  transition = np.asarray(transition, np.float64)
+  k = transition.shape[0] if transition.ndim == 2 else 0
+  if (transition.shape != (k, k) or k < 2 or not np.isfinite(transition).all()
+      or (transition < 0).any()
+      or not np.allclose(transition.sum(1), 1.0, atol=1e-6)):
+    raise ValueError(f"A transition matrix must be K x K (K >= 2) with "
+                     f"non-negative rows that sum to 1, got shape "
+                     f"{transition.shape} and row sums "
+                     f"{np.round(transition.sum(-1), 6).tolist()}.")
+  labels = np.asarray(labels)
+  if labels.size and (labels.min() < 0 or labels.max() >= k):
+    raise ValueError(f"Labels must be classes 0..{k - 1}, got "
+                     f"{labels.min()}..{labels.max()}.")
+  with np.errstate(divide="ignore"):
+    logits = jnp.asarray(np.log(transition), jnp.float32)
+  new = np.asarray(jax.random.categorical(key, logits[labels]), np.int32)
+  return new, new != labels
+
+
+def _check_probability(p) -> None:
+  if not 0.0 <= p <= 1.0:
+    raise ValueError(f"Corruption probability must be in [0, 1], got {p}.")
 
 
 def permute_pixels(x, permutation):
