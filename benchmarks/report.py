@@ -45,6 +45,7 @@ and their commands: benchmarks/RESULTS.md.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import json
@@ -227,12 +228,12 @@ class Workload:
     self.index = jnp.broadcast_to(jnp.arange(self.num_train),
                                   (num_seeds, self.num_train))
 
-  def epoch(self, state=None, keys=None, index=None):
-    """One epoch (``steps`` SGD steps) of the seeds in ``state``."""
-    return self.trainer.train_epoch(
-        self.state if state is None else state,
-        self.keys if keys is None else keys, 0, self.x, self.y,
-        self.index if index is None else index)
+  def epoch(self):
+    """One epoch (``steps`` SGD steps) of every seed. ``train_epoch`` donates
+    the state it is given, so each epoch continues from the last."""
+    self.state, losses = self.trainer.train_epoch(
+        self.state, self.keys, 0, self.x, self.y, self.index)
+    return self.state, losses
 
   def flops_per_example(self) -> dict:
     """Analytic FLOPs of one seed's SGD step per example, and the cross-check:
@@ -243,11 +244,13 @@ class Workload:
                     self.x[:b], self.y[:b])
     return {"analytic": analytic_flops(self.trainer, b), "hlo": hlo / b}
 
-  def one_seed(self, lane: int):
-    """(state, keys, index) of seed ``lane`` alone (a 1-seed run)."""
+  def one_seed(self, lane: int) -> "Workload":
+    """Seed ``lane`` alone, as a 1-seed workload on the same data."""
     take = lambda a: a[lane:lane + 1]
-    return (jax.tree.map(take, self.state), take(self.keys),
-            take(self.index))
+    single = copy.copy(self)
+    single.state, single.keys, single.index = (
+        jax.tree.map(take, self.state), take(self.keys), take(self.index))
+    return single
 
 
 def training_section(size: dict) -> list[dict]:
@@ -281,7 +284,7 @@ def seed_vmap_section(size: dict) -> list[dict]:
       work = Workload(model, seeds, 128, size["steps"])
       vmapped = best_time(work.epoch, size["repeats"])
       singles = [work.one_seed(lane) for lane in range(seeds)]
-      sequential = best_time(lambda: [work.epoch(*one) for one in singles],
+      sequential = best_time(lambda: [one.epoch() for one in singles],
                              size["repeats"])
       row = {
           "model": model, "seeds": seeds, "batch_size": 128,
@@ -295,9 +298,10 @@ def seed_vmap_section(size: dict) -> list[dict]:
         chunked = training.cached_trainer(
             dataclasses.replace(work.config, seed_chunk=chunk), INPUT_SHAPE,
             NUM_CLASSES)
-        chunked_seconds = best_time(
-            lambda: chunked.train_epoch(work.state, work.keys, 0, work.x,
-                                        work.y, work.index), size["repeats"])
+        chunked_work = copy.copy(work)
+        chunked_work.trainer = chunked
+        chunked_work.state = jax.tree.map(jnp.copy, work.state)
+        chunked_seconds = best_time(chunked_work.epoch, size["repeats"])
         row.update(seed_chunk=chunk, chunked_seconds=chunked_seconds,
                    chunked_speedup=sequential / chunked_seconds)
       rows.append(row)

@@ -117,9 +117,9 @@ class MemjaxSide:
 
   def run_epoch(self) -> None:
     self.epoch += 1
-    state, losses = self.trainer.train_epoch(self.state, self.keys, self.epoch,
-                                             self.x, self.y, self.index)
-    jax.block_until_ready((state, losses))
+    self.state, losses = self.trainer.train_epoch(
+        self.state, self.keys, self.epoch, self.x, self.y, self.index)
+    jax.block_until_ready((self.state, losses))
 
 
 class MemjaxFitSide:

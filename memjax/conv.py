@@ -65,7 +65,9 @@ from typing import Sequence
 from absl import logging
 import jax
 import jax.numpy as jnp
+import jaxlib.version
 from jax import lax
+from jax._src import xla_bridge
 
 YNN_FUSION_FLAG = "xla_cpu_experimental_ynn_fusion_type"
 XLA_FLAG = f"--{YNN_FUSION_FLAG}="
@@ -75,8 +77,6 @@ TESTED_JAXLIB = "0.10."
 def _set_xla_flag() -> str:
   """Appends ``XLA_FLAG`` to XLA_FLAGS where it can take effect (see the
   module docstring); returns what was done."""
-  import jaxlib.version  # pylint: disable=g-import-not-at-top
-  from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
   existing = os.environ.get("XLA_FLAGS", "")
   if YNN_FUSION_FLAG in existing:
     return "left to the user's XLA_FLAGS"

@@ -76,7 +76,6 @@ ENGINE_FIELDS = ("weight_decay", "dropout")
 NO_DENSE_HIDDEN_LAYERS = ("inception", "inception_nobn")
 RGB_FLIP_DATASETS = ("cifar10", "cifar100")
 
-# Independent streams of one step's perturbation key.
 # ITU-R BT.601 luma and the YIQ transform used for saturation and hue.
 _LUMA = np.array([0.299, 0.587, 0.114])
 _RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],
@@ -240,7 +239,7 @@ def color_jitter(key: jax.Array, image: jax.Array, strength: float):
   saturation and hue. Each factor is drawn from a range set by ``strength``:
   brightness +-strength, contrast and saturation x[1 - s, 1 + s], hue rotated
   by up to +-strength * pi."""
-  k_bright, k_contrast, k_sat, k_hue = jax.random.split(key, 4)
+  k_bright, k_contrast, k_sat, k_hue = keys.split(key, 4)
   uniform = lambda k, lo, hi: jax.random.uniform(k, (), image.dtype, lo, hi)
   mean = image.mean(axis=(0, 1), keepdims=True)
   contrast = uniform(k_contrast, 1 - strength, 1 + strength)

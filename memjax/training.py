@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import os
 import time
 from typing import Any
@@ -45,6 +44,7 @@ from memjax import keys
 from memjax import models
 from memjax import regularizers
 from memjax import sharding
+from memjax import validation
 
 # Seeds are int32 key data.
 MAX_SEED = 2**31 - 1
@@ -80,8 +80,8 @@ class TrainConfig:
     if not isinstance(self.regularization, regularizers.Regularization):
       raise ValueError(f"regularization must be a regularizers.Regularization, "
                        f"got {self.regularization!r}.")
-    finite = lambda v: v is not None and math.isfinite(v)
-    checks = {
+    finite = validation.finite
+    validation.check_fields(self, {
         "num_seeds": (self.num_seeds >= 1, ">= 1"),
         "seed": (0 <= self.seed and self.seed + self.num_seeds <= MAX_SEED,
                  f"in [0, {MAX_SEED} - seeds]"),
@@ -102,11 +102,31 @@ class TrainConfig:
         "fit_threshold": (finite(self.fit_threshold)
                           and 0 < self.fit_threshold <= 1, "in (0, 1]"),
         "seed_chunk": (self.seed_chunk is None or self.seed_chunk >= 1,
-                       "unset or >= 1")}
-    for name, (ok, valid) in checks.items():
-      if not ok:
-        raise ValueError(f"--{name}={getattr(self, name)!r} is invalid: it "
-                         f"must be {valid}.")
+                       "unset or >= 1")})
+
+  # Every field in exactly one group (tests/test_training.py checks it), so a
+  # new field must say whether the Trainer compiles it. The Trainer's cache
+  # key is exactly the COMPILED groups; the "run" group steers the loop around
+  # the compiled functions (seeds, epochs, stopping), so S one-seed runs and
+  # runs of any length share one compilation.
+  GROUPS = {
+      "model": ("model", "dropout"),
+      "optimizer": ("learning_rate", "momentum", "lr_decay", "decay_examples",
+                    "batch_size", "weight_decay"),
+      "regularization": ("regularization",),
+      "evaluation": ("eval_batch_size",),
+      "execution": ("seed_chunk",),
+      "run": ("seed", "num_seeds", "max_epochs", "fit_threshold",
+              "stop_when_fit"),
+  }
+  COMPILED = ("model", "optimizer", "regularization", "evaluation",
+              "execution")
+
+  def compiled_fields(self) -> dict:
+    """The fields of the COMPILED groups: what a Trainer's functions depend
+    on."""
+    return {name: getattr(self, name) for group in self.COMPILED
+            for name in self.GROUPS[group]}
 
   @property
   def lr(self) -> float:
@@ -141,12 +161,24 @@ class TrainData:
   train_index: Any = None
 
   @property
+  def layout(self) -> dict:
+    """Which arrays carry a seed axis, as the Trainer's keyword arguments."""
+    return dict(per_seed_inputs=self.per_seed_inputs,
+                per_seed_labels=self.per_seed_labels)
+
+  @property
   def input_shape(self):
     return tuple(self.x_train.shape[2 if self.per_seed_inputs else 1:])
 
   @property
   def num_train(self) -> int:
     return self.x_train.shape[1 if self.per_seed_inputs else 0]
+
+
+def seed_axes(per_seed_inputs: bool, per_seed_labels: bool) -> tuple:
+  """vmap ``in_axes`` of (inputs, labels) over seeds: 0 where the array has a
+  seed axis, None where every seed shares it."""
+  return (0 if per_seed_inputs else None, 0 if per_seed_labels else None)
 
 
 class Trainer:
@@ -163,7 +195,9 @@ class Trainer:
     self.tx = optax.chain(optax.add_decayed_weights(config.weight_decay),
                           optax.sgd(schedule, momentum=config.momentum))
     self.init = jax.jit(jax.vmap(self.init_one))
-    self.train_epoch = jax.jit(self._train_epoch_vmapped,
+    # The state is donated: S seeds' parameters and momentum are not held
+    # twice. Callers must use the returned state, never the one passed in.
+    self.train_epoch = jax.jit(self._train_epoch_vmapped, donate_argnums=0,
                                static_argnames=("per_seed_inputs",
                                                 "per_seed_labels"))
     self.evaluate = jax.jit(self._evaluate_vmapped,
@@ -255,8 +289,7 @@ class Trainer:
 
   def _train_epoch_vmapped(self, state, keys, epoch, x, y, train_index, *,
                            per_seed_inputs=False, per_seed_labels=False):
-    in_axes = (0, 0, None, 0 if per_seed_inputs else None,
-               0 if per_seed_labels else None, 0)
+    in_axes = (0, 0, None, *seed_axes(per_seed_inputs, per_seed_labels), 0)
     chunk = self.config.seed_chunk
     if chunk is None or chunk >= keys.shape[0]:
       return jax.vmap(self.train_epoch_one, in_axes=in_axes)(
@@ -283,17 +316,16 @@ class Trainer:
 
   def _evaluate_vmapped(self, state, x, y, *, per_seed_inputs=False,
                         per_seed_labels=False):
-    in_axes = (0, 0 if per_seed_inputs else None, 0 if per_seed_labels else None)
+    in_axes = (0, *seed_axes(per_seed_inputs, per_seed_labels))
     return jax.vmap(self.evaluate_one, in_axes=in_axes)(state, x, y)
 
 
 def cached_trainer(config: TrainConfig, input_shape, num_classes: int) -> Trainer:
-  """One Trainer (and so one set of compiled functions) per model, optimizer
-  and shape. The fields that only steer the run around the Trainer (seeds,
-  epochs, stopping) are not part of the key, so S one-seed runs compile once."""
-  return _trainer(dataclasses.replace(config, seed=0, num_seeds=1, max_epochs=1,
-                                      fit_threshold=1.0, stop_when_fit=True),
-                  tuple(input_shape), num_classes)
+  """One Trainer (and so one set of compiled functions) per compiled config
+  (``TrainConfig.COMPILED`` groups) and shape; its config holds the run
+  group's defaults."""
+  return _trainer(TrainConfig(**config.compiled_fields()), tuple(input_shape),
+                  num_classes)
 
 
 @functools.lru_cache(maxsize=8)

@@ -1,0 +1,22 @@
+"""Validation of the frozen configs: one rule for what a bad field reports.
+
+Every config checks its fields in ``__post_init__`` with ``check_fields``, so
+a bad value always raises one ValueError that names the field, the value and
+what it must be (the experiments turn it into one ``error:`` line).
+"""
+
+import math
+
+
+def finite(value) -> bool:
+  """True for a finite number (NaN, inf and None are not)."""
+  return value is not None and math.isfinite(value)
+
+
+def check_fields(config, checks: dict[str, tuple[bool, str]]) -> None:
+  """Raises ValueError for the first field of ``checks`` ({field: (ok, what it
+  must be)}) that is not ok."""
+  for name, (ok, valid) in checks.items():
+    if not ok:
+      raise ValueError(f"--{name}={getattr(config, name)!r} is invalid: it "
+                       f"must be {valid}.")
