@@ -20,6 +20,8 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+
+from memjax import keys
 from scipy import stats as scipy_stats
 
 # Two conditions differ when their difference exceeds this many standard errors.
@@ -109,7 +111,7 @@ def bootstrap_interval(statistic: Callable[..., float], *arrays,
   rows of every array together."""
   arrays = [np.asarray(a) for a in arrays]
   n = len(arrays[0])
-  rng = np.random.default_rng(seed)
+  rng = keys.numpy_rng(seed)
   values = []
   for _ in range(resamples):
     rows = rng.integers(0, n, n)

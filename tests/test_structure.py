@@ -110,6 +110,45 @@ class KeySchemeTest(absltest.TestCase):
         jax.random.key_data(expected))
 
 
+class ConfigGroupsTest(absltest.TestCase):
+
+  def test_every_train_config_field_is_in_exactly_one_group(self):
+    grouped = [name for fields in training.TrainConfig.GROUPS.values()
+               for name in fields]
+    self.assertCountEqual(
+        grouped, [f.name for f in dataclasses.fields(training.TrainConfig)])
+
+  def test_trainer_is_shared_exactly_when_compiled_groups_agree(self):
+    base = training.TrainConfig(model="mlp1x8", batch_size=16)
+    shared = training.cached_trainer(base, (4, 4, 1), 3)
+    for run_field in dict(seed=7, num_seeds=5, max_epochs=9,
+                          fit_threshold=0.5, stop_when_fit=False).items():
+      self.assertIs(training.cached_trainer(
+          dataclasses.replace(base, **dict([run_field])), (4, 4, 1), 3),
+                    shared, run_field)
+    for compiled_field in dict(batch_size=8, momentum=0.5, dropout=0.1,
+                               eval_batch_size=7, seed_chunk=2).items():
+      self.assertIsNot(training.cached_trainer(
+          dataclasses.replace(base, **dict([compiled_field])), (4, 4, 1), 3),
+                       shared, compiled_field)
+
+
+class DonationTest(absltest.TestCase):
+
+  def test_train_epoch_donates_the_state_it_is_given(self):
+    x, y = tiny_data()
+    config = training.TrainConfig(model="mlp1x8", num_seeds=2, batch_size=16)
+    trainer = training.cached_trainer(config, x.shape[1:], 3)
+    state = trainer.init(keys.seed_keys(0, 2))
+    index = np.broadcast_to(np.arange(len(x), dtype=np.int32), (2, len(x)))
+    new_state, _ = trainer.train_epoch(state, keys.seed_keys(0, 2), 0, x, y,
+                                       index)
+    self.assertTrue(all(leaf.is_deleted()
+                        for leaf in jax.tree.leaves(state.params)))
+    self.assertFalse(any(leaf.is_deleted()
+                         for leaf in jax.tree.leaves(new_state.params)))
+
+
 def tiny_data(n=48, shape=(4, 4, 1), classes=3, seed=0):
   rng = np.random.default_rng(seed)
   x = rng.normal(size=(n,) + shape).astype(np.float32)
