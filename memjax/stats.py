@@ -20,9 +20,9 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+from scipy import stats as scipy_stats
 
 from memjax import keys
-from scipy import stats as scipy_stats
 
 # Two conditions differ when their difference exceeds this many standard errors.
 SIGMAS = 2.0
