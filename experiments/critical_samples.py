@@ -78,10 +78,10 @@ from its latest checkpoint, and every CSR measurement already saved is reused.
 import dataclasses
 import os
 import re
+import sys
 import time
 
 from absl import flags
-import jax
 import numpy as np
 import tqdm
 
@@ -89,44 +89,48 @@ from memjax import checkpointing
 from memjax import cli
 from memjax import complexity
 from memjax import data as data_lib
+from memjax import keys
 from memjax import randomization as rand_lib
 from memjax import reporting
 from memjax import stats
-from memjax import studies
 from memjax import training
 
 CONDITIONS = ("real", "randX", "randY_0.2", "randY_0.6", "randY")
 CONDITION_NAMES = "real, randX, randY, randX_<p> or randY_<p> (p in [0, 1])"
 
-cli.define_data_flags(standardize=False)
-cli.define_train_flags(model="mlp2x128", seeds=3, max_epochs=150,
-                       shard_seeds=False)
-cli.define_run_flags("runs/critical_samples")
-flags.FLAGS.set_default("train_size", 1000)
-flags.FLAGS.set_default("test_size", 500)
-flags.DEFINE_list("conditions", list(CONDITIONS), f"Any of {CONDITION_NAMES}.")
-cli.define_int("randomization_seed", 0, "Seeds the noise.", low=0,
-               high=cli.MAX_SEED)
-cli.define_int("csr_every", 10, "Measure the CSR every this many epochs.",
-               low=1)
-cli.define_int("csr_examples", 200,
-               "Validation and training examples whose CSR is measured.", low=1)
-cli.define_float("lass_radius", complexity.PAPER_RADIUS,
-                 "Box radius r in intensity levels of 0-255 images.", low=0,
-                 low_open=True)
-cli.define_float("lass_alpha", complexity.PAPER_ALPHA,
-                 "Sign-gradient step in intensity levels of 0-255 images.",
-                 low=0)
-cli.define_float("lass_beta", complexity.PAPER_BETA,
-                 "Langevin noise scale in intensity levels of 0-255 images.",
-                 low=0)
-cli.define_int("lass_iterations", complexity.PAPER_MAX_ITERATIONS,
-               "LASS steps per example before giving up.", low=1)
-FLAGS = flags.FLAGS
-
 SMOKE = dict(max_epochs=2, num_seeds=1)
 SMOKE_CSR = dict(csr_every=1, csr_examples=16, lass_iterations=5)
 SPLITS = ("val", "train")
+
+
+def define_flags() -> None:
+  """This experiment's flags, defined when it runs (not on import)."""
+  cli.define_data_flags(standardize=False)
+  cli.define_train_flags(model="mlp2x128", seeds=3, max_epochs=150,
+                         shard_seeds=False)
+  cli.define_run_flags("runs/critical_samples")
+  flags.FLAGS.set_default("train_size", 1000)
+  flags.FLAGS.set_default("test_size", 500)
+  flags.DEFINE_list("conditions", list(CONDITIONS),
+                    f"Any of {CONDITION_NAMES}.")
+  cli.define_int("randomization_seed", 0, "Seeds the noise.", low=0,
+                 high=cli.MAX_SEED)
+  cli.define_int("csr_every", 10, "Measure the CSR every this many epochs.",
+                 low=1)
+  cli.define_int("csr_examples", 200,
+                 "Validation and training examples whose CSR is measured.",
+                 low=1)
+  cli.define_float("lass_radius", complexity.PAPER_RADIUS,
+                   "Box radius r in intensity levels of 0-255 images.", low=0,
+                   low_open=True)
+  cli.define_float("lass_alpha", complexity.PAPER_ALPHA,
+                   "Sign-gradient step in intensity levels of 0-255 images.",
+                   low=0)
+  cli.define_float("lass_beta", complexity.PAPER_BETA,
+                   "Langevin noise scale in intensity levels of 0-255 images.",
+                   low=0)
+  cli.define_int("lass_iterations", complexity.PAPER_MAX_ITERATIONS,
+                 "LASS steps per example before giving up.", low=1)
 
 
 def condition_names(values) -> list[str]:
@@ -195,7 +199,7 @@ def condition_lanes(dataset: data_lib.Dataset, names, seeds: int,
   """Every (condition, seed) pair as one lane of a single vmapped run.
 
   Lane ``c * seeds + s`` trains condition ``names[c]``, randomized once per
-  condition (``studies.condition_key``) and shared by its seeds. Returns the
+  condition (``keys.condition_key``) and shared by its seeds. Returns the
   per-lane TrainData, the CSR probes {"val", "train"} and, per condition, the
   clip ranges of its measured examples.
   """
@@ -205,7 +209,7 @@ def condition_lanes(dataset: data_lib.Dataset, names, seeds: int,
     randomization = rand_lib.from_name(name)
     randomized = rand_lib.apply(
         dataset, randomization,
-        studies.condition_key(randomization_seed, name))
+        keys.condition_key(randomization_seed, name))
     for field, values in per_condition.items():
       values.append(getattr(randomized.dataset, field))
     boxes.append(input_box(dataset, randomized,
@@ -254,7 +258,7 @@ def train_with_csr(config, data, probes, lass_config, csr_every: int,
   lanes = config.num_seeds
   trainer = training.cached_trainer(config, data.input_shape,
                                     data.num_classes)
-  keys = training.seed_keys(config)
+  seed_keys = keys.seed_keys(config.seed, lanes)
   train_index = training.default_train_index(data, lanes)
   steps = training.steps_per_epoch(config, data.num_train)
   axes = dict(per_seed_inputs=True, per_seed_labels=True)
@@ -272,8 +276,8 @@ def train_with_csr(config, data, probes, lass_config, csr_every: int,
     path, stamp = csr_path(epoch), checkpointing.fingerprint(csr_stamp, epoch)
     if os.path.exists(path):
       return checkpointing.load_npz(path, stamp)
-    lass_keys = jax.random.split(
-        jax.random.fold_in(jax.random.key(lass_seed), epoch), lanes)
+    lass_keys = keys.split(keys.derive(keys.seed_key(lass_seed), epoch),
+                           lanes)
     critical = {split: np.asarray(complexity.seed_lass(
         trainer, state, p.x, lass_config, lass_keys, per_seed_inputs=True,
         scale=p.scale, low=p.low, high=p.high).critical)
@@ -283,7 +287,7 @@ def train_with_csr(config, data, probes, lass_config, csr_every: int,
 
   history = {k: np.full((config.max_epochs, lanes), np.nan, np.float32)
              for k in ("train_acc", "val_acc")}
-  carry = {"state": trainer.init(keys), "history": history,
+  carry = {"state": trainer.init(seed_keys), "history": history,
            "epoch": np.int32(0)}
   checkpointer = checkpointing.RunCheckpointer(
       os.path.join(workdir, "checkpoints"), run_stamp)
@@ -304,7 +308,7 @@ def train_with_csr(config, data, probes, lass_config, csr_every: int,
                   disable=not progress, leave=False)
   last_save = time.monotonic()
   while epoch < config.max_epochs:
-    state, losses = trainer.train_epoch(state, keys, epoch, data.x_train,
+    state, losses = trainer.train_epoch(state, seed_keys, epoch, data.x_train,
                                         data.y_train, train_index, **axes)
     training.check_finite(np.asarray(losses), config, first_step=epoch * steps)
     epoch += 1
@@ -471,48 +475,93 @@ def plot(path, names, seeds, curves, summary, title):
   return reporting.plot_panels(path, panels)
 
 
-def main(argv):
-  del argv
-  names = condition_names(FLAGS.conditions)
-  settings = {k: getattr(FLAGS, k) for k in ("csr_every", "csr_examples",
-                                             "lass_iterations")}
-  if FLAGS.smoke:
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Everything that determines a run's results."""
+
+  data: data_lib.DataConfig
+  train: training.TrainConfig  # one condition's seeds (num_seeds per condition)
+  conditions: tuple[str, ...] = CONDITIONS
+  randomization_seed: int = 0
+  csr_every: int = 10  # epochs between CSR measurements
+  csr_examples: int = 200  # validation and training examples measured
+  # LASS in intensity levels of 0-255 images (complexity.LassConfig.from_levels)
+  lass_radius: float = complexity.PAPER_RADIUS
+  lass_alpha: float = complexity.PAPER_ALPHA
+  lass_beta: float = complexity.PAPER_BETA
+  lass_iterations: int = complexity.PAPER_MAX_ITERATIONS
+
+  def __post_init__(self):
+    condition_names(self.conditions)
+    for name in ("csr_every", "csr_examples"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"--{name}={getattr(self, name)} must be >= 1.")
+    complexity.LassConfig.from_levels(  # raises on invalid settings
+        self.lass_radius, self.lass_alpha, self.lass_beta,
+        max_iterations=self.lass_iterations)
+
+  @property
+  def lass(self) -> complexity.LassConfig:
+    return complexity.LassConfig.from_levels(
+        self.lass_radius, self.lass_alpha, self.lass_beta,
+        max_iterations=self.lass_iterations)
+
+  @property
+  def lanes(self) -> training.TrainConfig:
+    """The one vmapped run: every (condition, seed) pair is a lane."""
+    return dataclasses.replace(
+        self.train, num_seeds=self.train.num_seeds * len(self.conditions))
+
+
+def config_from_flags(values) -> Config:
+  """The run's frozen config (--smoke shrinks it); raises ValueError on bad
+  input."""
+  settings = {k: getattr(values, k) for k in ("csr_every", "csr_examples",
+                                              "lass_iterations")}
+  if values.smoke:
     settings.update(SMOKE_CSR)
-  lass_config = complexity.LassConfig.from_levels(
-      FLAGS.lass_radius, FLAGS.lass_alpha, FLAGS.lass_beta,
-      max_iterations=settings["lass_iterations"])
-  data_config, per_condition = cli.configs(FLAGS, smoke_train=SMOKE,
-                                           stop_when_fit=False)
-  seeds = per_condition.num_seeds
-  # Every (condition, seed) is one lane of a single vmapped run.
-  config = dataclasses.replace(per_condition, num_seeds=seeds * len(names))
-  dataset = data_lib.load(data_config)
-  cli.prepare(FLAGS, dataset, [config], per_seed_data=True)
+  data, train = cli.configs(values, smoke_train=SMOKE, stop_when_fit=False)
+  return Config(data=data, train=train,
+                conditions=tuple(condition_names(values.conditions)),
+                randomization_seed=values.randomization_seed,
+                lass_radius=values.lass_radius, lass_alpha=values.lass_alpha,
+                lass_beta=values.lass_beta, **settings)
+
+
+def run(config: Config, workdir: str,
+        control: cli.RunControl = cli.RunControl()) -> dict:
+  """Trains every condition's seeds as one vmapped run measuring the CSR,
+  prints the claims and writes results.json and the figure into
+  ``workdir``; returns results.json's contents."""
+  names, seeds, lanes = config.conditions, config.train.num_seeds, config.lanes
+  dataset = data_lib.load(config.data)
+  cli.claim_workdir(workdir, config, control, dataset, [lanes],
+                    per_seed_data=True)
   data, probes, ranges = condition_lanes(
-      dataset, names, seeds, FLAGS.randomization_seed, data_config.standardize,
-      settings["csr_examples"])
-  radius = lass_config.radius * probes["val"].scale
+      dataset, names, seeds, config.randomization_seed,
+      config.data.standardize, config.csr_examples)
+  radius = config.lass.radius * probes["val"].scale
   print(reporting.format_setup(
-      data_config, dataset,
-      model=f"{config.model}, {seeds} seeds per condition, "
-            f"{config.max_epochs} epochs, all lanes in one vmapped run",
+      config.data, dataset,
+      model=f"{lanes.model}, {seeds} seeds per condition, "
+            f"{lanes.max_epochs} epochs, all lanes in one vmapped run",
       noise="randX: every training and validation input replaced by Gaussian "
             "noise with the training pixels' mean and std; randY_<p>: each "
             "training label uniformly random with probability p",
-      lass=f"alpha {FLAGS.lass_alpha:g}, beta {FLAGS.lass_beta:g}, r "
-           f"{FLAGS.lass_radius:g} intensity levels, "
-           f"{settings['lass_iterations']} iterations; box radius r / 255 x "
+      lass=f"alpha {config.lass_alpha:g}, beta {config.lass_beta:g}, r "
+           f"{config.lass_radius:g} intensity levels, "
+           f"{config.lass_iterations} iterations; box radius r / 255 x "
            f"each image's scale: {radius.min():.4g}..{radius.max():.4g}",
       clip_range=", ".join(f"{n} [{lo:.3g}, {hi:.3g}]"
                            for n, (lo, hi) in ranges.items()),
       measured_at=f"CSR of {len(probes['val'].ids)} validation and "
                   f"{len(probes['train'].ids)} training examples at "
-                  f"initialization and every {settings['csr_every']} epochs",
+                  f"initialization and every {config.csr_every} epochs",
       differs_from_paper="subset of MNIST-5k and a small MLP (paper: full "
                          "MNIST / CIFAR10, larger MLPs and a CNN)"))
-  curves, csr = train_with_csr(config, data, probes, lass_config,
-                               settings["csr_every"], FLAGS.seed, FLAGS.workdir,
-                               FLAGS.checkpoint_seconds, FLAGS.progress)
+  curves, csr = train_with_csr(lanes, data, probes, config.lass,
+                               config.csr_every, lanes.seed, workdir,
+                               control.checkpoint_seconds, control.progress)
   summary = summarize(names, seeds, curves, csr)
   rows = [{"condition": n, **s} for n, s in summary.items()]
   print(reporting.format_table(rows, ["condition", "csr", "csr_se",
@@ -521,18 +570,20 @@ def main(argv):
                                       "best_val_epoch", "csr_jump_epoch"]))
   verdicts = claims(summary)
   print(reporting.format_claims(verdicts))
-  figure = plot(f"{FLAGS.workdir}/critical_samples.png", names, seeds, curves,
-                summary, f"{data_config.name}, {config.model}")
+  figure = plot(f"{workdir}/critical_samples.png", names, seeds, curves,
+                summary, f"{config.data.name}, {lanes.model}")
   lane_csr = {split: csr[split].mean(-1) for split in SPLITS}
-  runs = {n: [{"seed": config.seed + c * seeds + i,
+  runs = {n: [{"seed": lanes.seed + c * seeds + i,
                "val_csr": lane_csr["val"][:, c * seeds + i],
                "train_csr": lane_csr["train"][:, c * seeds + i],
                "val_acc": curves["val_acc"][:, c * seeds + i],
                "train_acc": curves["train_acc"][:, c * seeds + i]}
               for i in range(seeds)] for c, n in enumerate(names)}
-  path = cli.write_results(FLAGS, "critical_samples", runs, summary, verdicts)
-  print(f"Wrote {path} and {figure}")
+  saved = cli.save_results(workdir, "critical_samples", config, runs, summary,
+                           verdicts)
+  print(f"Wrote {workdir}/results.json and {figure}")
+  return saved
 
 
 if __name__ == "__main__":
-  cli.run_main(main)
+  cli.main(sys.modules[__name__])

@@ -65,7 +65,10 @@ per condition at both points), per-condition checkpoints, masks and measured
 sharpness. Re-running the same command resumes.
 """
 
+import dataclasses
+import math
 import os
+import sys
 import time
 
 from absl import flags
@@ -77,6 +80,7 @@ import tqdm
 from memjax import checkpointing
 from memjax import cli
 from memjax import data as data_lib
+from memjax import keys
 from memjax import reporting
 from memjax import sharpness
 from memjax import stats
@@ -88,33 +92,35 @@ POINTS = ("matched", "first_fit")  # where each seed's minimum is measured
 MEASURES = (("sharpness", "largest Hessian eigenvalue"),
             ("epsilon_sharpness", "epsilon-sharpness"))
 
-cli.define_data_flags(standardize=False)
-cli.define_train_flags(model="mlp1x512", seeds=3, max_epochs=1500,
-                       shard_seeds=False)
-cli.define_run_flags("runs/sharpness")
-cli.define_randomization_flags()
-flags.FLAGS.set_default("train_size", 1000)
-flags.FLAGS.set_default("test_size", 500)
-flags.FLAGS.set_default("lr_decay", 1.0)
-flags.DEFINE_list("conditions", list(CONDITIONS),
-                  "real, randX, randY or randX_<p> / randY_<p>.")
-cli.define_float("target_loss", 0.01,
-                 "Each seed is measured when its clean training loss first "
-                 "falls to this value (the same for every condition).", low=0,
-                 low_open=True)
-cli.define_int("lanczos_iterations", 20,
-               "Krylov dimension of Lanczos (at most the parameter count).",
-               low=1)
-cli.define_int("top_k", 3,
-               "Hessian eigenvalues reported per seed (at most "
-               "--lanczos_iterations).", low=1)
-cli.define_float("epsilon", 1e-3, "Keskar's box half-width (relative).", low=0,
-                 low_open=True)
-cli.define_int("ascent_steps", 10, "Sign-ascent steps of epsilon-sharpness.",
-               low=1)
-FLAGS = flags.FLAGS
-
 SMOKE_SHARPNESS = dict(num_iterations=4, top_k=2, ascent_steps=2)
+
+
+def define_flags() -> None:
+  """This experiment's flags, defined when it runs (not on import)."""
+  cli.define_data_flags(standardize=False)
+  cli.define_train_flags(model="mlp1x512", seeds=3, max_epochs=1500,
+                         shard_seeds=False)
+  cli.define_run_flags("runs/sharpness")
+  cli.define_randomization_flags()
+  flags.FLAGS.set_default("train_size", 1000)
+  flags.FLAGS.set_default("test_size", 500)
+  flags.FLAGS.set_default("lr_decay", 1.0)
+  flags.DEFINE_list("conditions", list(CONDITIONS),
+                    "real, randX, randY or randX_<p> / randY_<p>.")
+  cli.define_float("target_loss", 0.01,
+                   "Each seed is measured when its clean training loss first "
+                   "falls to this value (the same for every condition).",
+                   low=0, low_open=True)
+  cli.define_int("lanczos_iterations", 20,
+                 "Krylov dimension of Lanczos (at most the parameter count).",
+                 low=1)
+  cli.define_int("top_k", 3,
+                 "Hessian eigenvalues reported per seed (at most "
+                 "--lanczos_iterations).", low=1)
+  cli.define_float("epsilon", 1e-3, "Keskar's box half-width (relative).",
+                   low=0, low_open=True)
+  cli.define_int("ascent_steps", 10, "Sign-ascent steps of epsilon-sharpness.",
+                 low=1)
 
 
 def sharpness_config(values) -> sharpness.SharpnessConfig:
@@ -172,15 +178,17 @@ def train_to_target(config: training.TrainConfig, data: training.TrainData,
   seeds = config.num_seeds
   trainer = training.cached_trainer(config, data.input_shape,
                                     data.num_classes)
-  keys = training.seed_keys(config)
+  seed_keys = keys.seed_keys(config.seed, seeds)
   train_index = training.default_train_index(data, seeds)
   steps = training.steps_per_epoch(config, data.num_train)
   axes = dict(per_seed_inputs=data.per_seed_inputs,
               per_seed_labels=data.per_seed_labels)
   stamp = checkpointing.fingerprint(
       training.run_fingerprint(config, data, train_index), target_loss)
-  state = trainer.init(keys)
-  carry = {"state": state, "first_fit": state, "matched": state,
+  state = trainer.init(seed_keys)
+  # Copies: ``train_epoch`` donates (frees) the state it is given.
+  snapshot = lambda: jax.tree.map(jnp.copy, state)
+  carry = {"state": state, "first_fit": snapshot(), "matched": snapshot(),
            "epochs": {p: np.full((seeds,), -1, np.int32) for p in POINTS},
            "history": {k: np.full((config.max_epochs, seeds), np.nan,
                                   np.float32)
@@ -202,7 +210,7 @@ def train_to_target(config: training.TrainConfig, data: training.TrainData,
                   disable=progress is None, unit="epoch", leave=False)
   last_save = time.monotonic()
   while not done():
-    state, losses = trainer.train_epoch(state, keys, epoch, data.x_train,
+    state, losses = trainer.train_epoch(state, seed_keys, epoch, data.x_train,
                                         data.y_train, train_index, **axes)
     training.check_finite(np.asarray(losses), config, first_step=epoch * steps)
     epoch += 1
@@ -243,9 +251,10 @@ def measure(trainer, trained: dict, data: training.TrainData,
     saved = checkpointing.load_npz(path, stamp)
     return {p: {k.split("/")[1]: v for k, v in saved.items()
                 if k.startswith(p + "/")} for p in POINTS}
-  keys = jax.random.split(key, len(trained["epochs"]["matched"]))
+  search_keys = keys.split(key, len(trained["epochs"]["matched"]))
   out = {p: sharpness.seed_sharpness(
-      trainer, trained["states"][p], data.x_train, data.y_train, config, keys,
+      trainer, trained["states"][p], data.x_train, data.y_train, config,
+      search_keys,
       per_seed_inputs=data.per_seed_inputs,
       per_seed_labels=data.per_seed_labels) for p in POINTS}
   checkpointing.save_npz(path, stamp, **{f"{p}/{k}": v for p, m in out.items()
@@ -323,24 +332,49 @@ def claims(summary) -> list[reporting.Claim]:
   return out
 
 
-def main(argv):
-  del argv
-  names = list(dict.fromkeys(FLAGS.conditions))
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Everything that determines a run's results."""
+
+  study: studies.StudyConfig  # data, training, conditions, randomization
+  measure: sharpness.SharpnessConfig
+  target_loss: float = 0.01  # each seed is measured when it first gets here
+
+  def __post_init__(self):
+    if not (math.isfinite(self.target_loss) and self.target_loss > 0):
+      raise ValueError(f"--target_loss={self.target_loss} must be a finite "
+                       "number > 0.")
+
+
+def config_from_flags(values) -> Config:
+  """The run's frozen config (--smoke shrinks it); raises ValueError on bad
+  input."""
+  names = list(dict.fromkeys(values.conditions))
   if not names:
     raise ValueError("--conditions must name at least one condition (real, "
                      "randX, randY, randX_<p>, randY_<p>); got an empty list.")
-  config = cli.study_config(FLAGS, names)
-  measure_config = sharpness_config(FLAGS)
-  target_loss = FLAGS.target_loss
-  dataset = data_lib.load(config.data)
-  check_lanczos(measure_config, config.train, dataset)
-  cli.prepare(FLAGS, dataset, [config.train],
-              per_seed_data=config.per_seed_randomization)
+  return Config(study=cli.study_config(values, names),
+                measure=sharpness_config(values),
+                target_loss=values.target_loss)
+
+
+def run(config: Config, workdir: str,
+        control: cli.RunControl = cli.RunControl()) -> dict:
+  """Trains every condition to the target loss, measures the sharpness of
+  its minima, prints the claims and writes results.json and the figure into
+  ``workdir``; returns results.json's contents."""
+  study, measure_config, target_loss = (config.study, config.measure,
+                                        config.target_loss)
+  train = study.train
+  dataset = data_lib.load(study.data)
+  check_lanczos(measure_config, train, dataset)
+  cli.claim_workdir(workdir, config, control, dataset, [train],
+                    per_seed_data=study.per_seed_randomization)
   print(reporting.format_setup(
-      config.data, dataset,
-      model=f"{config.train.model}, {config.train.num_seeds} seeds per "
-            f"condition, at most {config.train.max_epochs} epochs, SGD "
-            f"learning rate {config.train.lr:g} x {config.train.lr_decay:g} "
+      study.data, dataset,
+      model=f"{train.model}, {train.num_seeds} seeds per "
+            f"condition, at most {train.max_epochs} epochs, SGD "
+            f"learning rate {train.lr:g} x {train.lr_decay:g} "
             "per 50,000 examples seen",
       noise="randX: every input (training and test) replaced by Gaussian "
             "noise with the training pixels' mean and std; randY: every "
@@ -353,22 +387,22 @@ def main(argv):
       differs_from_paper="a subset of MNIST-5k and an MLP 1x512 (the "
                          "workshop paper does not state its data size or "
                          "network)"))
-  trainer = training.cached_trainer(config.train, dataset.input_shape,
+  trainer = training.cached_trainer(train, dataset.input_shape,
                                     dataset.num_classes)
   trained, measured = {}, {}
-  for name in names:
-    data, train_mask, test_mask = studies.randomize(dataset, config, name)
-    folder = os.path.join(FLAGS.workdir, name)
+  for name in study.conditions:
+    data, train_mask, test_mask = studies.randomize(dataset, study, name)
+    folder = os.path.join(workdir, name)
     checkpointing.register(folder)
     os.makedirs(folder, exist_ok=True)
     checkpointing.save_npz(os.path.join(folder, "masks.npz"),
                            train_mask=train_mask, test_mask=test_mask)
     trained[name] = train_to_target(
-        config.train, data, target_loss, os.path.join(folder, "checkpoints"),
-        FLAGS.checkpoint_seconds, name if FLAGS.progress else None)
+        train, data, target_loss, os.path.join(folder, "checkpoints"),
+        control.checkpoint_seconds, control.bar(name))
     measured[name] = measure(
         trainer, trained[name], data, measure_config,
-        studies.condition_key(config.train.seed, name),
+        keys.condition_key(train.seed, name),
         os.path.join(folder, "sharpness.npz"))
   summary = summarize(trained, measured, target_loss)
   rows = [{"condition": n, **s} for n, s in summary.items()]
@@ -380,27 +414,29 @@ def main(argv):
   verdicts = claims(summary)
   print(reporting.format_claims(verdicts))
   k = measure_config.top_k
-  figure = reporting.plot_panels(f"{FLAGS.workdir}/sharpness.png", [{
-      "title": f"Hessian spectrum, {where} ({config.data.name}, "
-               f"{config.train.model})",
+  figure = reporting.plot_panels(f"{workdir}/sharpness.png", [{
+      "title": f"Hessian spectrum, {where} ({study.data.name}, "
+               f"{train.model})",
       "xlabel": "eigenvalue rank", "ylabel": "eigenvalue",
       "lines": {n: (np.arange(1, k + 1), m[point]["eigenvalues"].mean(0),
                     m[point]["eigenvalues"].std(0))
                 for n, m in measured.items()}}
       for point, where in (("matched", f"loss {target_loss:g}"),
                            ("first_fit", "first fit"))])
-  runs = {name: [{"seed": config.train.seed + i,
+  runs = {name: [{"seed": train.seed + i,
                   "curves": {k: v[:, i] for k, v in t["history"].items()},
                   **{f"{p}_epoch": int(t["epochs"][p][i]) for p in POINTS},
                   **{f"{p}_eigenvalues": measured[name][p]["eigenvalues"][i]
                      for p in POINTS},
                   **{f"{p}_epsilon_sharpness":
                      measured[name][p]["epsilon_sharpness"][i] for p in POINTS}}
-                 for i in range(config.train.num_seeds)]
+                 for i in range(train.num_seeds)]
           for name, t in trained.items()}
-  path = cli.write_results(FLAGS, "sharpness", runs, summary, verdicts)
-  print(f"Wrote {path} and {figure}")
+  saved = cli.save_results(workdir, "sharpness", config, runs, summary,
+                           verdicts)
+  print(f"Wrote {workdir}/results.json and {figure}")
+  return saved
 
 
 if __name__ == "__main__":
-  cli.run_main(main)
+  cli.main(sys.modules[__name__])

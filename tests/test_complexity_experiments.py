@@ -5,22 +5,21 @@ and every claim's criterion both ways (effect present / absent)."""
 from __future__ import annotations
 
 import contextlib
-import functools
-import importlib.util
+import io
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from unittest import mock
 
-from absl import flags
 from absl.testing import absltest
 from absl.testing import parameterized
 import jax
 import numpy as np
 
+from experiments import critical_samples
+from experiments import sharpness
+from memjax import cli
 from memjax import complexity
 from memjax import data as data_lib
 from memjax import keys
@@ -28,43 +27,27 @@ from memjax import randomization as rand_lib
 from memjax import training
 
 EXPERIMENTS = {
-    "critical_samples": ("real", "randX", "randY_0.2", "randY_0.6", "randY"),
-    "sharpness": ("real", "randX", "randY"),
+    critical_samples: ("real", "randX", "randY_0.2", "randY_0.6", "randY"),
+    sharpness: ("real", "randX", "randY"),
 }
 # The summary fields each experiment promises per condition.
-FIELDS = {"critical_samples": ("csr", "csr_se", "csr_train", "best_val_acc"),
-          "sharpness": ("sharpness", "sharpness_se", "epsilon_sharpness",
-                        "top_eigenvalues", "sharpness_first_fit")}
-FIGURES = {"critical_samples": "critical_samples.png",
-           "sharpness": "sharpness.png"}
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIELDS = {critical_samples: ("csr", "csr_se", "csr_train", "best_val_acc"),
+          sharpness: ("sharpness", "sharpness_se", "epsilon_sharpness",
+                      "top_eigenvalues", "sharpness_first_fit")}
+FIGURES = {critical_samples: "critical_samples.png",
+           sharpness: "sharpness.png"}
+# Where results.json's config keeps the DataConfig.
+DATA_CONFIG = {critical_samples: ("data",), sharpness: ("study", "data")}
 
 
-def _run(args, workdir):
-  return subprocess.run(
-      [sys.executable, *args, "--workdir", workdir, "--noprogress"],
-      capture_output=True, text=True, check=False, cwd=REPO)
-
-
-@functools.cache
-def import_experiment(name: str):
-  """experiments/<name>.py as a module, its flags defined in a private
-  FlagValues: every experiment defines --dataset etc., so several can be
-  imported into one test process only this way."""
-  private = flags.FlagValues()
-  definers = [n for n in dir(flags) if n.startswith("DEFINE")]
-  definers.append("register_validator")
-  with contextlib.ExitStack() as stack:
-    for definer in definers:
-      stack.enter_context(mock.patch.object(
-          flags, definer,
-          functools.partial(getattr(flags, definer), flag_values=private)))
-    stack.enter_context(mock.patch.object(flags, "FLAGS", private))
-    spec = importlib.util.spec_from_file_location(
-        f"experiment_{name}", os.path.join(REPO, "experiments", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-  return module
+def _execute(experiment, workdir, *args) -> tuple[int, str, str]:
+  """(exit status, stdout, stderr) of ``python experiments/<experiment>.py
+  *args --workdir=<workdir> --noprogress``, run in this process."""
+  out, err = io.StringIO(), io.StringIO()
+  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    code = cli.execute(experiment, [*args, f"--workdir={workdir}",
+                                    "--noprogress"])
+  return code, out.getvalue(), err.getvalue()
 
 
 def _verdicts(claims) -> list[str]:
@@ -82,20 +65,23 @@ class TempdirTest(parameterized.TestCase):
 class SmokeTest(TempdirTest):
 
   @parameterized.parameters(*EXPERIMENTS)
-  def test_smoke_run_writes_results_and_resumes(self, name):
+  def test_smoke_run_writes_results_and_resumes(self, experiment):
     workdir = self.tempdir()
-    proc = _run([f"experiments/{name}.py", "--smoke"], workdir)
-    self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
-    self.assertIn("Setup:", proc.stdout)
-    self.assertIn("pixels / 255", proc.stdout)  # Arpit et al.'s inputs
-    self.assertIn("Claims:", proc.stdout)
+    code, stdout, stderr = _execute(experiment, workdir, "--smoke")
+    self.assertEqual(code, 0, stderr[-3000:])
+    self.assertIn("Setup:", stdout)
+    self.assertIn("pixels / 255", stdout)  # Arpit et al.'s inputs
+    self.assertIn("Claims:", stdout)
     with open(os.path.join(workdir, "results.json")) as f:
       results = json.load(f)
-    self.assertEqual(results["experiment"], name)
-    self.assertFalse(results["config"]["standardize"])
-    self.assertEqual(tuple(results["summary"]), EXPERIMENTS[name])
+    self.assertEqual(results["experiment"], experiment.__name__.split(".")[-1])
+    data_config = results["config"]
+    for key in DATA_CONFIG[experiment]:
+      data_config = data_config[key]
+    self.assertFalse(data_config["standardize"])
+    self.assertEqual(tuple(results["summary"]), EXPERIMENTS[experiment])
     for condition in results["summary"].values():
-      for field in FIELDS[name]:
+      for field in FIELDS[experiment]:
         self.assertIn(field, condition)
     self.assertNotEmpty(results["claims"])
     for claim in results["claims"]:
@@ -105,10 +91,10 @@ class SmokeTest(TempdirTest):
       self.assertIsNotNone(claim["value"])
       self.assertIsNotNone(claim["uncertainty"])
       self.assertIsNotNone(claim["threshold"])
-    self.assertTrue(os.path.exists(os.path.join(workdir, FIGURES[name])))
-    if name == "critical_samples":
+    self.assertTrue(os.path.exists(os.path.join(workdir, FIGURES[experiment])))
+    if experiment is critical_samples:
       # r = 0.3 intensity levels is 0.3 / 255 on /255 inputs.
-      self.assertIn(f"{0.3 / 255:.4g}..{0.3 / 255:.4g}", proc.stdout)
+      self.assertIn(f"{0.3 / 255:.4g}..{0.3 / 255:.4g}", stdout)
       for condition in results["summary"].values():
         self.assertBetween(condition["csr"], 0.0, 1.0)
         self.assertGreater(condition["csr_se"], 0.0)
@@ -119,11 +105,11 @@ class SmokeTest(TempdirTest):
     # The same command resumes: the results are the same and, for the CSR,
     # every saved measurement is reused rather than recomputed.
     os.remove(os.path.join(workdir, "results.json"))
-    again = _run([f"experiments/{name}.py", "--smoke"], workdir)
-    self.assertEqual(again.returncode, 0, again.stderr[-3000:])
+    code, _, stderr = _execute(experiment, workdir, "--smoke")
+    self.assertEqual(code, 0, stderr[-3000:])
     with open(os.path.join(workdir, "results.json")) as f:
       self.assertEqual(json.load(f)["summary"], results["summary"])
-    if name == "critical_samples":
+    if experiment is critical_samples:
       self.assertEqual(
           {f: os.stat(os.path.join(workdir, "csr", f)).st_mtime_ns
            for f in saved}, stamps)
@@ -134,30 +120,31 @@ class FlagValidationTest(TempdirTest):
   file is written, naming the flag and the value the user typed."""
 
   @parameterized.parameters(
-      ("critical_samples", "--conditions=randZ", "randZ"),
-      ("critical_samples", "--conditions=", "--conditions"),
-      ("critical_samples", "--conditions=random_pixels", "random_pixels"),
-      ("critical_samples", "--lass_radius=-1", "--lass_radius=-1"),
-      ("critical_samples", "--lass_radius=inf", "--lass_radius"),
-      ("critical_samples", "--lass_alpha=nan", "--lass_alpha"),
-      ("critical_samples", "--csr_every=0", "--csr_every"),
-      ("critical_samples", "--lass_iterations=0", "--lass_iterations"),
-      ("sharpness", "--lanczos_iterations=100000", "--lanczos_iterations"),
-      ("sharpness", "--lanczos_iterations=0", "--lanczos_iterations"),
-      ("sharpness", "--top_k=5", "--top_k=5"),
-      ("sharpness", "--epsilon=inf", "--epsilon"),
-      ("sharpness", "--epsilon=0", "--epsilon"),
-      ("sharpness", "--target_loss=-0.1", "--target_loss"),
-      ("sharpness", "--ascent_steps=0", "--ascent_steps"),
-      ("sharpness", "--conditions=", "--conditions"),
+      (critical_samples, "--conditions=randZ", "randZ"),
+      (critical_samples, "--conditions=", "--conditions"),
+      (critical_samples, "--conditions=random_pixels", "random_pixels"),
+      (critical_samples, "--lass_radius=-1", "--lass_radius=-1"),
+      (critical_samples, "--lass_radius=inf", "--lass_radius"),
+      (critical_samples, "--lass_alpha=nan", "--lass_alpha"),
+      (critical_samples, "--csr_every=0", "--csr_every"),
+      (critical_samples, "--lass_iterations=0", "--lass_iterations"),
+      (sharpness, "--lanczos_iterations=100000", "--lanczos_iterations"),
+      (sharpness, "--lanczos_iterations=0", "--lanczos_iterations"),
+      (sharpness, "--top_k=5", "--top_k=5"),
+      (sharpness, "--epsilon=inf", "--epsilon"),
+      (sharpness, "--epsilon=0", "--epsilon"),
+      (sharpness, "--target_loss=-0.1", "--target_loss"),
+      (sharpness, "--ascent_steps=0", "--ascent_steps"),
+      (sharpness, "--conditions=", "--conditions"),
   )
-  def test_bad_flag_fails_before_any_write(self, name, flag, message):
+  def test_bad_flag_fails_before_any_write(self, experiment, flag, message):
     workdir = os.path.join(self.tempdir(), "run")
     extra = ["--lanczos_iterations=3"] if flag == "--top_k=5" else []
-    proc = _run([f"experiments/{name}.py", flag, *extra], workdir)
-    self.assertEqual(proc.returncode, 2, proc.stderr[-2000:])
-    self.assertIn(message, proc.stderr)
-    self.assertNotIn("Traceback", proc.stderr)
+    code, _, stderr = _execute(experiment, workdir, flag, *extra)
+    self.assertEqual(code, 2, stderr[-2000:])
+    self.assertIn(message, stderr)
+    self.assertTrue(stderr.startswith("error: "), stderr)
+    self.assertLen(stderr.strip().splitlines(), 1)
     self.assertFalse(os.path.exists(workdir))
 
 
@@ -175,7 +162,7 @@ class CsrBoxTest(absltest.TestCase):
 
   def setUp(self):
     super().setUp()
-    self.module = import_experiment("critical_samples")
+    self.module = critical_samples
     self.config = complexity.LassConfig.from_levels()
 
   def test_radius_is_r_over_255_on_pixels_over_255(self):
@@ -256,7 +243,7 @@ class CriticalSamplesClaimsTest(absltest.TestCase):
 
   def setUp(self):
     super().setUp()
-    self.module = import_experiment("critical_samples")
+    self.module = critical_samples
 
   def claim(self, summary, text):
     found = [c for c in self.module.claims(summary) if text in c.claim]
@@ -358,7 +345,7 @@ class SharpnessClaimsTest(absltest.TestCase):
 
   def setUp(self):
     super().setUp()
-    self.module = import_experiment("sharpness")
+    self.module = sharpness
 
   def claim(self, summary, text):
     found = [c for c in self.module.claims(summary) if text in c.claim]
@@ -426,7 +413,7 @@ class ResumeTest(TempdirTest):
     return mock.patch.object(trainer, "train_epoch", train_epoch)
 
   def test_critical_samples_resumes(self):
-    module = import_experiment("critical_samples")
+    module = critical_samples
     rng = np.random.default_rng(2)
     dataset = _dataset(rng.uniform(0, 1, (32, 4, 4, 1)),
                        rng.uniform(0, 1, (16, 4, 4, 1)))
@@ -449,7 +436,7 @@ class ResumeTest(TempdirTest):
     jax.tree.map(np.testing.assert_array_equal, resumed, whole)
 
   def test_sharpness_training_resumes(self):
-    module = import_experiment("sharpness")
+    module = sharpness
     rng = np.random.default_rng(3)
     data = training.TrainData(
         rng.normal(size=(16, 2, 2, 1)).astype(np.float32),
@@ -475,7 +462,7 @@ class ResumeTest(TempdirTest):
     self.assertEqual(resumed["epoch"], whole["epoch"])
 
   def test_sharpness_keeps_each_seed_at_its_own_point(self):
-    module = import_experiment("sharpness")
+    module = sharpness
     mask = np.array([True, False, True])
     new = {"w": np.ones((3, 2))}
     old = {"w": np.zeros((3, 2))}
