@@ -91,6 +91,7 @@ widths are read back, an interrupted one continues from its last checkpoint.
 
 import dataclasses
 import os
+import sys
 
 from absl import flags
 import numpy as np
@@ -105,9 +106,7 @@ from memjax import training
 NOISE_TYPES = ("randX", "randY")
 HIDDEN_SIZES = (32, 64, 128, 256, 512, 1024)
 LEVELS = (0.0, 0.2, 0.4, 0.6, 0.8)
-SMOKE = dict(hidden_sizes=[8, 16], levels=[0.0, 0.8])
-
-FLAGS = flags.FLAGS
+SMOKE = dict(hidden_sizes=(8, 16), levels=(0.0, 0.8))
 
 
 def define_flags() -> None:
@@ -116,8 +115,8 @@ def define_flags() -> None:
   cli.define_data_flags(standardize=False)
   cli.define_train_flags(seeds=3, max_epochs=40, shard_seeds=False)
   cli.define_run_flags("runs/capacity")
-  FLAGS.set_default("train_size", 1000)
-  FLAGS.set_default("test_size", 500)
+  flags.FLAGS.set_default("train_size", 1000)
+  flags.FLAGS.set_default("test_size", 500)
   flags.DEFINE_list("hidden_sizes", [str(h) for h in HIDDEN_SIZES],
                     "Hidden units per layer of the 2-layer MLPs; the claims "
                     "compare the smallest with the largest.")
@@ -127,6 +126,31 @@ def define_flags() -> None:
                     f"Noise types: one or more of {', '.join(NOISE_TYPES)}.")
   cli.define_int("randomization_seed", 0, "Seeds the noise.", low=0,
                  high=cli.MAX_SEED)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """One capacity sweep: every (noise type, level) x seed at every width."""
+
+  data: data_lib.DataConfig
+  train: training.TrainConfig  # per condition; each width sets the model
+  noise_types: tuple[str, ...] = NOISE_TYPES
+  levels: tuple[float, ...] = LEVELS
+  hidden_sizes: tuple[int, ...] = HIDDEN_SIZES
+  randomization_seed: int = 0
+
+  def __post_init__(self):
+    parse_noise(self.noise_types)
+    # Increasing, as the flags parse: the claims read the first and last.
+    for name, parse in (("levels", cli.fractions),
+                        ("hidden_sizes", cli.positive_ints)):
+      values = list(getattr(self, name))
+      if parse(name, values) != values:
+        raise ValueError(f"--{name} must be increasing, got {values}.")
+
+  @property
+  def conditions(self) -> list[str]:
+    return sweep_conditions(self.noise_types, self.levels)
 
 
 def parse_noise(values) -> list[str]:
@@ -143,7 +167,7 @@ def condition_name(noise: str, level: float) -> str:
   """real, randX/randY (all noise) or randX_0.4-style partial noise."""
   if level == 0.0:
     return "real"
-  return noise if level == 1.0 else f"{noise}_{level:g}"
+  return noise if level == 1.0 else studies.corruption_name(level, noise)
 
 
 def sweep_conditions(noise_types, levels) -> list[str]:
@@ -298,27 +322,39 @@ def setup_details(data_config, config, noise_types, levels,
   }
 
 
-def main(argv):
-  del argv
-  hidden_sizes = cli.positive_ints("hidden_sizes", FLAGS.hidden_sizes)
-  levels = cli.fractions("levels", FLAGS.levels)
-  noise_types = parse_noise(FLAGS.noise)
-  if FLAGS.smoke:
+def config_from_flags(values) -> Config:
+  """The run's frozen config (--smoke shrinks it); raises ValueError on bad
+  input."""
+  hidden_sizes = cli.positive_ints("hidden_sizes", values.hidden_sizes)
+  levels = cli.fractions("levels", values.levels)
+  noise_types = parse_noise(values.noise)
+  if values.smoke:
     hidden_sizes, levels = SMOKE["hidden_sizes"], SMOKE["levels"]
-  data_config, config = cli.configs(FLAGS)
-  seeds = config.num_seeds
-  names = sweep_conditions(noise_types, levels)
-  widths = width_configs(config, hidden_sizes, len(names) * seeds)
-  dataset = data_lib.load(data_config)
-  data, _ = studies.condition_lanes(dataset, names, seeds,
-                                    randomization_seed=FLAGS.randomization_seed)
-  cli.prepare(FLAGS, dataset, list(widths.values()), per_seed_data=True)
+  data, train = cli.configs(values)
+  return Config(data=data, train=train, noise_types=tuple(noise_types),
+                levels=tuple(levels), hidden_sizes=tuple(hidden_sizes),
+                randomization_seed=values.randomization_seed)
+
+
+def run(config: Config, workdir: str,
+        control: cli.RunControl = cli.RunControl()) -> dict:
+  """Trains every width, prints the claims and writes results.json and the
+  figure into ``workdir``; returns results.json's contents."""
+  hidden_sizes, levels = list(config.hidden_sizes), list(config.levels)
+  seeds = config.train.num_seeds
+  names = config.conditions
+  widths = width_configs(config.train, hidden_sizes, len(names) * seeds)
+  dataset = data_lib.load(config.data)
+  data, _ = studies.condition_lanes(
+      dataset, names, seeds, randomization_seed=config.randomization_seed)
+  cli.claim_workdir(workdir, config, control, dataset, list(widths.values()),
+                    per_seed_data=True)
   print(reporting.format_setup(
-      data_config, dataset,
-      **setup_details(data_config, config, noise_types, levels,
+      config.data, dataset,
+      **setup_details(config.data, config.train, config.noise_types, levels,
                       hidden_sizes)))
-  best = train_sweep(widths, data, names, seeds, FLAGS.workdir,
-                     FLAGS.checkpoint_seconds, FLAGS.progress)
+  best = train_sweep(widths, data, names, seeds, workdir,
+                     control.checkpoint_seconds, control.progress)
   summary = summarize(names, hidden_sizes, best)
   chance = 1.0 / dataset.num_classes
   rows = [{"condition": n,
@@ -332,10 +368,10 @@ def main(argv):
   print(reporting.format_table(
       rows, ["condition"] + [f"h={h}" for h in hidden_sizes]
       + ["gain_points", "G"]))
-  verdicts = claims(summary, noise_types, levels, dataset.num_classes)
+  verdicts = claims(summary, config.noise_types, levels, dataset.num_classes)
   print(reporting.format_claims(verdicts))
-  panels = [{"title": f"{noise} ({data_config.name}, {config.max_epochs} "
-                      "epochs)",
+  panels = [{"title": f"{noise} ({config.data.name}, "
+                      f"{config.train.max_epochs} epochs)",
              "xlabel": "hidden units per layer (log2)",
              "ylabel": "best validation accuracy",
              "lines": {f"p={p:g}": (np.log2(hidden_sizes),
@@ -343,17 +379,17 @@ def main(argv):
                                         "best_val_acc"],
                                     summary[condition_name(noise, p)][
                                         "best_val_acc_se"])
-                       for p in levels}} for noise in noise_types]
-  figure = reporting.plot_panels(os.path.join(FLAGS.workdir, "capacity.png"),
-                                 panels)
-  runs = {n: [{"seed": config.seed + c * seeds + i,
+                       for p in levels}} for noise in config.noise_types]
+  figure = reporting.plot_panels(os.path.join(workdir, "capacity.png"), panels)
+  runs = {n: [{"seed": config.train.seed + c * seeds + i,
                "hidden_sizes": hidden_sizes,
                "best_val_acc": best[n][:, i]} for i in range(seeds)]
           for c, n in enumerate(names)}
-  path = cli.write_results(FLAGS, "capacity", runs, summary, verdicts)
-  print(f"Wrote {path} and {figure}")
+  saved = cli.save_results(workdir, "capacity", config, runs, summary,
+                           verdicts)
+  print(f"Wrote {workdir}/results.json and {figure}")
+  return saved
 
 
 if __name__ == "__main__":
-  define_flags()
-  cli.run_main(main)
+  cli.main(sys.modules[__name__])

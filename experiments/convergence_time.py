@@ -99,13 +99,13 @@ last checkpoint.
 
 import dataclasses
 import os
+import sys
 
 from absl import flags
 import numpy as np
 
 from memjax import cli
 from memjax import data as data_lib
-from memjax import randomization as rand_lib
 from memjax import reporting
 from memjax import stats
 from memjax import studies
@@ -114,10 +114,8 @@ from memjax import training
 CONDITIONS = ("real", "randX", "randY")
 HIDDEN_SIZES = (32, 64, 128, 256, 512)
 TRAIN_SIZES = (250, 500, 1000, 2000, 4000)
-SMOKE = dict(hidden_sizes=[8, 16], train_sizes=[64, 128],
+SMOKE = dict(hidden_sizes=(8, 16), train_sizes=(64, 128),
              capacity_train_size=64, size_sweep_hidden=8)
-
-FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
@@ -126,7 +124,7 @@ def define_flags() -> None:
   cli.define_data_flags(standardize=False)
   cli.define_train_flags(seeds=3, max_epochs=400, shard_seeds=False)
   cli.define_run_flags("runs/convergence_time")
-  FLAGS.set_default("test_size", 500)
+  flags.FLAGS.set_default("test_size", 500)
   flags.DEFINE_list("conditions", list(CONDITIONS),
                     "real, randX, randY or randX_<p> / randY_<p>; the claims "
                     "compare each noise condition with real.")
@@ -142,19 +140,39 @@ def define_flags() -> None:
                  high=cli.MAX_SEED)
 
 
-def parse_conditions(values) -> list[str]:
-  """The distinct conditions of --conditions; ValueError naming the flag when
-  it is empty or names an unknown condition."""
-  names = list(dict.fromkeys(v.strip() for v in values))
-  if not names:
-    raise ValueError("--conditions is empty; name at least one condition "
-                     f"(e.g. {', '.join(CONDITIONS)}).")
-  for name in names:
-    try:
-      rand_lib.from_name(name)
-    except ValueError as e:
-      raise ValueError(f"--conditions: {e}") from None
-  return names
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Both sweeps: every condition x seed in every (width, size) cell."""
+
+  data: data_lib.DataConfig  # each cell sets train_size
+  train: training.TrainConfig  # per condition; each cell sets the model
+  conditions: tuple[str, ...] = CONDITIONS
+  hidden_sizes: tuple[int, ...] = HIDDEN_SIZES  # the capacity sweep
+  capacity_train_size: int = 1000
+  train_sizes: tuple[int, ...] = TRAIN_SIZES  # the dataset-size sweep
+  size_sweep_hidden: int = 256
+  randomization_seed: int = 0
+
+  def __post_init__(self):
+    studies.parse_conditions("conditions", self.conditions)
+    if self.data.train_size is not None:
+      raise ValueError("--train_size is not used here: set --train_sizes (the "
+                       "dataset-size sweep) and --capacity_train_size.")
+    # Increasing, as the flags parse: the claims read the last point.
+    for name in ("hidden_sizes", "train_sizes"):
+      points = list(getattr(self, name))
+      if cli.positive_ints(name, points) != points:
+        raise ValueError(f"--{name} must be increasing, got {points}.")
+    for name in ("capacity_train_size", "size_sweep_hidden"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}.")
+
+  def cells(self) -> list[tuple[int, int]]:
+    """Every (width, training-set size) to train, in order; the cell the two
+    sweeps share trains once."""
+    return list(dict.fromkeys(
+        [(h, self.capacity_train_size) for h in self.hidden_sizes]
+        + [(self.size_sweep_hidden, n) for n in self.train_sizes]))
 
 
 def cell_config(config: training.TrainConfig, hidden: int,
@@ -353,52 +371,63 @@ def setup_details(config, dataset, names, hidden_sizes, capacity_size,
   }
 
 
-def main(argv):
-  del argv
-  names = parse_conditions(FLAGS.conditions)
-  hidden_sizes = cli.positive_ints("hidden_sizes", FLAGS.hidden_sizes)
-  train_sizes = cli.positive_ints("train_sizes", FLAGS.train_sizes)
-  capacity_size = FLAGS.capacity_train_size
-  size_hidden = FLAGS.size_sweep_hidden
-  if FLAGS.train_size is not None:
-    raise ValueError("--train_size is not used here: set --train_sizes (the "
-                     "dataset-size sweep) and --capacity_train_size.")
-  if FLAGS.smoke:
-    hidden_sizes, train_sizes = SMOKE["hidden_sizes"], SMOKE["train_sizes"]
-    capacity_size, size_hidden = (SMOKE["capacity_train_size"],
-                                  SMOKE["size_sweep_hidden"])
-  data_config, config = cli.configs(
-      FLAGS, smoke_data=dict(test_size=cli.SMOKE_DATA["test_size"]))
-  seeds = config.num_seeds
-  lanes = len(names) * seeds
-  cells = list(dict.fromkeys([(h, capacity_size) for h in hidden_sizes]
-                             + [(size_hidden, n) for n in train_sizes]))
-  configs = {h: cell_config(config, h, lanes) for h in {h for h, _ in cells}}
-  datasets = {n: data_lib.load(dataclasses.replace(data_config, train_size=n))
+def config_from_flags(values) -> Config:
+  """The run's frozen config (--smoke shrinks it); raises ValueError on bad
+  input."""
+  conditions = studies.parse_conditions("conditions", values.conditions)
+  hidden_sizes = cli.positive_ints("hidden_sizes", values.hidden_sizes)
+  train_sizes = cli.positive_ints("train_sizes", values.train_sizes)
+  sweeps = dict(hidden_sizes=tuple(hidden_sizes),
+                train_sizes=tuple(train_sizes),
+                capacity_train_size=values.capacity_train_size,
+                size_sweep_hidden=values.size_sweep_hidden)
+  if values.smoke:
+    sweeps = SMOKE
+  data, train = cli.configs(
+      values, smoke_data=dict(test_size=cli.SMOKE_DATA["test_size"]))
+  return Config(data=data, train=train, conditions=conditions,
+                randomization_seed=values.randomization_seed, **sweeps)
+
+
+def run(config: Config, workdir: str,
+        control: cli.RunControl = cli.RunControl()) -> dict:
+  """Trains every cell, prints the claims and writes results.json and the
+  figure into ``workdir``; returns results.json's contents."""
+  names = list(config.conditions)
+  hidden_sizes, train_sizes = list(config.hidden_sizes), list(config.train_sizes)
+  capacity_size, size_hidden = (config.capacity_train_size,
+                                config.size_sweep_hidden)
+  seeds = config.train.num_seeds
+  cells = config.cells()
+  configs = {h: cell_config(config.train, h, len(names) * seeds)
+             for h in {h for h, _ in cells}}
+  datasets = {n: data_lib.load(dataclasses.replace(config.data, train_size=n))
               for n in sorted({n for _, n in cells})}
   lane_data = {n: studies.condition_lanes(
-      d, names, seeds, randomization_seed=FLAGS.randomization_seed)[0]
+      d, names, seeds, randomization_seed=config.randomization_seed)[0]
                for n, d in datasets.items()}
   largest = datasets[max(datasets)]
-  cli.prepare(FLAGS, largest, list(configs.values()), per_seed_data=True)
+  cli.claim_workdir(workdir, config, control, largest, list(configs.values()),
+                    per_seed_data=True)
   print(reporting.format_setup(
-      data_config, largest,
-      **setup_details(config, largest, names, hidden_sizes, capacity_size,
-                      train_sizes, size_hidden)))
+      config.data, largest,
+      **setup_details(config.train, largest, names, hidden_sizes,
+                      capacity_size, train_sizes, size_hidden)))
   epochs = {}
   for hidden, size in cells:
     label = f"h{hidden}_n{size}"
     epochs[hidden, size] = train_cell(
         configs[hidden], lane_data[size], names, seeds,
-        os.path.join(FLAGS.workdir, label), FLAGS.checkpoint_seconds,
-        label if FLAGS.progress else None)
+        os.path.join(workdir, label), control.checkpoint_seconds,
+        control.bar(label))
   by_hidden = {h: epochs[h, capacity_size] for h in hidden_sizes}
   by_size = {n: epochs[size_hidden, n] for n in train_sizes}
+  max_epochs = config.train.max_epochs
   summary = summarize(names, hidden_sizes, capacity_size, train_sizes,
-                      size_hidden, config.max_epochs, by_hidden, by_size)
+                      size_hidden, max_epochs, by_hidden, by_size)
   print(f"Epochs (passes over the data) to 100% training accuracy, mean +- SE "
         f"over {seeds} seeds ('not fit': a seed did not fit within "
-        f"{config.max_epochs}); n={capacity_size}:")
+        f"{max_epochs}); n={capacity_size}:")
   print(reporting.format_table(
       [{"condition": n, **{f"h={h}": _fmt(m, s) for h, m, s in
                            zip(hidden_sizes, e["epochs_to_fit"],
@@ -416,7 +445,7 @@ def main(argv):
   print(reporting.format_claims(verdicts))
   nan = lambda values: [np.nan if v is None else v for v in values]
   figure = reporting.plot_panels(
-      os.path.join(FLAGS.workdir, "convergence_time.png"), [
+      os.path.join(workdir, "convergence_time.png"), [
           {"title": f"{capacity_size} examples",
            "xlabel": "hidden units per layer (log2)",
            "ylabel": "epochs (passes) to 100% train accuracy",
@@ -428,14 +457,15 @@ def main(argv):
            "lines": {n: (train_sizes, nan(s["epochs_to_fit_by_size"]),
                          nan(s["epochs_to_fit_by_size_se"]))
                      for n, s in summary.items()}}])
-  runs = {n: [{"seed": config.seed + c * seeds + i,
+  runs = {n: [{"seed": config.train.seed + c * seeds + i,
                "epochs_to_fit": [by_hidden[h][c, i] for h in hidden_sizes],
                "epochs_to_fit_by_size": [by_size[m][c, i] for m in train_sizes]}
               for i in range(seeds)] for c, n in enumerate(names)}
-  path = cli.write_results(FLAGS, "convergence_time", runs, summary, verdicts)
-  print(f"Wrote {path} and {figure}")
+  saved = cli.save_results(workdir, "convergence_time", config, runs, summary,
+                           verdicts)
+  print(f"Wrote {workdir}/results.json and {figure}")
+  return saved
 
 
 if __name__ == "__main__":
-  define_flags()
-  cli.run_main(main)
+  cli.main(sys.modules[__name__])

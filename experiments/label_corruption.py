@@ -80,7 +80,9 @@ checkpoints and corruption masks of every (model, level) under
 <model>/corrupt_<p>/. Re-running the same command resumes.
 """
 
+import dataclasses
 import os
+import sys
 
 from absl import flags
 import numpy as np
@@ -92,10 +94,10 @@ from memjax import models as models_lib
 from memjax import reporting
 from memjax import stats
 from memjax import studies
+from memjax import training
 
 MODELS = ("mlp1x512", "mlp1x64")
-
-FLAGS = flags.FLAGS
+LEVELS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
 def define_flags() -> None:
@@ -103,14 +105,51 @@ def define_flags() -> None:
   tests can import ``claims`` of several experiments into one process)."""
   cli.define_data_flags(standardize=True)
   cli.define_train_flags(model=",".join(MODELS), seeds=3, max_epochs=400)
-  FLAGS["model"].help = (
+  flags.FLAGS["model"].help = (
       "Comma-separated models, each run over every level with its own "
       "claims: mlp<depth>x<width> (e.g. mlp1x512, mlp1x64), alexnet, "
       "inception, inception_nobn or arpit_cnn.")
   cli.define_run_flags("runs/label_corruption")
   cli.define_randomization_flags()
-  flags.DEFINE_list("levels", ["0", "0.2", "0.4", "0.6", "0.8", "1.0"],
+  flags.DEFINE_list("levels", [f"{p:g}" for p in LEVELS],
                     "Label-corruption probabilities p in [0, 1].")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Every model trained over every level; each model's run is the
+  randomization study ``study(model)``."""
+
+  data: data_lib.DataConfig
+  train: training.TrainConfig  # of models[0]; each model's study sets its own
+  models: tuple[str, ...] = MODELS
+  levels: tuple[float, ...] = LEVELS
+  label_noise: str = "uniform"
+  corrupt_test: bool = False
+  per_seed_randomization: bool = False  # else one randomization for all seeds
+  randomization_seed: int = 0
+
+  def __post_init__(self):
+    if not self.models:
+      raise ValueError("At least one model is needed.")
+    # Increasing, as the flag parses: the claims read the first and last.
+    levels = list(self.levels)
+    if cli.fractions("levels", levels) != levels:
+      raise ValueError(f"--levels must be increasing, got {levels}.")
+    for model in self.models:
+      self.study(model)  # validates the model and every level's name
+
+  @property
+  def conditions(self) -> tuple[str, ...]:
+    return tuple(studies.corruption_name(p) for p in self.levels)
+
+  def study(self, model: str) -> studies.StudyConfig:
+    return studies.StudyConfig(
+        data=self.data, train=dataclasses.replace(self.train, model=model),
+        conditions=self.conditions, label_noise=self.label_noise,
+        corrupt_test=self.corrupt_test,
+        per_seed_randomization=self.per_seed_randomization,
+        randomization_seed=self.randomization_seed)
 
 
 def parse_models(value: str) -> tuple[str, ...]:
@@ -264,40 +303,47 @@ def setup_details(config: studies.StudyConfig, dataset, models,
   }
 
 
-def main(argv):
-  del argv
-  models = parse_models(FLAGS.model)
-  levels = cli.fractions("levels", FLAGS.levels)
-  names = [studies.corruption_name(p) for p in levels]
-  study = {}
-  for model in models:
-    data_config, train = cli.configs(FLAGS, model=model)
-    study[model] = studies.StudyConfig(
-        data=data_config, train=train, conditions=tuple(names),
-        label_noise=FLAGS.label_noise, corrupt_test=FLAGS.corrupt_test,
-        per_seed_randomization=FLAGS.per_seed_randomization,
-        randomization_seed=FLAGS.randomization_seed)
-  first = study[models[0]]
-  dataset = data_lib.load(first.data)
-  cli.prepare(FLAGS, dataset, [s.train for s in study.values()],
-              per_seed_data=first.per_seed_randomization)
-  print(reporting.format_setup(first.data, dataset, **setup_details(
-      first, dataset, models, levels)))
+def config_from_flags(values) -> Config:
+  """The run's frozen config (--smoke shrinks it); raises ValueError on bad
+  input."""
+  models = parse_models(values.model)
+  levels = cli.fractions("levels", values.levels)
+  data, train = cli.configs(values, model=models[0])
+  return Config(data=data, train=train, models=models, levels=tuple(levels),
+                label_noise=values.label_noise,
+                corrupt_test=values.corrupt_test,
+                per_seed_randomization=values.per_seed_randomization,
+                randomization_seed=values.randomization_seed)
+
+
+def run(config: Config, workdir: str,
+        control: cli.RunControl = cli.RunControl()) -> dict:
+  """Trains every model over every level, prints the claims and writes
+  results.json and the figure into ``workdir``; returns results.json's
+  contents."""
+  levels, names = list(config.levels), config.conditions
+  study = {model: config.study(model) for model in config.models}
+  dataset = data_lib.load(config.data)
+  cli.claim_workdir(workdir, config, control, dataset,
+                    [s.train for s in study.values()],
+                    per_seed_data=config.per_seed_randomization)
+  print(reporting.format_setup(config.data, dataset, **setup_details(
+      study[config.models[0]], dataset, config.models, levels)))
   summary, runs, verdicts, panels = {}, {}, [], {"slowdown": {}, "error": {}}
-  for model, config in study.items():
-    model_dir = os.path.join(FLAGS.workdir, model)
+  for model, model_study in study.items():
+    model_dir = os.path.join(workdir, model)
     checkpointing.register(model_dir)
-    results = studies.run(config, model_dir,
-                          progress=FLAGS.progress, mesh=cli.mesh(FLAGS),
-                          dataset=dataset,
-                          checkpoint_seconds=FLAGS.checkpoint_seconds)
+    results = studies.run(model_study, model_dir, progress=control.progress,
+                          mesh=control.mesh(), dataset=dataset,
+                          checkpoint_seconds=control.checkpoint_seconds)
     model_summary = studies.summarize(results, reference=names[0])
     for p, entry in zip(levels, model_summary.values()):
       entry.update(model=model, p=p, test_error=1 - entry["test_acc"])
     verdicts += claims(model_summary, dataset.num_classes, model)
     for name, entry in model_summary.items():
       summary[f"{model}/{name}"] = entry
-    for name, seeds in studies.per_seed_runs(results, config.train.seed).items():
+    for name, seeds in studies.per_seed_runs(
+        results, model_study.train.seed).items():
       runs[f"{model}/{name}"] = seeds
     fitted = [e for e in model_summary.values() if e["slowdown"] is not None]
     panels["slowdown"][model] = ([e["p"] for e in fitted],
@@ -312,7 +358,7 @@ def main(argv):
       "steps_to_fit_mean", "steps_to_fit_se", "slowdown", "slowdown_se",
       "seeds_fit", "seeds", "corrupted_fraction"]))
   print(reporting.format_claims(verdicts))
-  figure = reporting.plot_panels(f"{FLAGS.workdir}/label_corruption.png", [
+  figure = reporting.plot_panels(f"{workdir}/label_corruption.png", [
       {"title": "Fig. 1b: convergence slowdown", "xlabel": "label corruption p",
        "ylabel": f"steps to fit / steps at p={levels[0]:g} (per seed, mean)",
        "lines": panels["slowdown"]},
@@ -320,10 +366,11 @@ def main(argv):
        "ylabel": "test error (mean +- SE over seeds)",
        "lines": panels["error"]},
   ])
-  path = cli.write_results(FLAGS, "label_corruption", runs, summary, verdicts)
-  print(f"Wrote {path} and {figure}")
+  saved = cli.save_results(workdir, "label_corruption", config, runs, summary,
+                           verdicts)
+  print(f"Wrote {workdir}/results.json and {figure}")
+  return saved
 
 
 if __name__ == "__main__":
-  define_flags()
-  cli.run_main(main)
+  cli.main(sys.modules[__name__])

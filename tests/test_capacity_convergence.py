@@ -1,41 +1,33 @@
 """capacity.py (Arpit et al. Fig. 5) and convergence_time.py (Fig. 6).
 
-The claims are fed hand-made summaries in-process (no training): every claim
-must fail where the effect is absent or within noise and pass where it is
-present, and cells that did not fit may only count where they cannot favour a
-claim. The experiments then run end to end with --smoke in subprocesses: the
-results, bad list flags named in one line before anything is written, and
-resuming per cell after an interrupt with --checkpoint_seconds honoured.
+The claims are fed hand-made summaries (no training): every claim must fail
+where the effect is absent or within noise and pass where it is present, and
+cells that did not fit may only count where they cannot favour a claim. The
+experiments then run end to end with --smoke, in this process: the results,
+bad list flags named in one line before anything is written, and resuming per
+cell after an interrupt with --checkpoint_seconds honoured.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import contextlib
+import dataclasses
+import io
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
+from unittest import mock
 
 from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
-
-
-def load_experiment(name):
-  """An experiment module, imported without defining its flags."""
-  spec = importlib.util.spec_from_file_location(
-      f"experiment_{name}", os.path.join(ROOT, "experiments", f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-capacity = load_experiment("capacity")
-convergence_time = load_experiment("convergence_time")
+from experiments import capacity
+from experiments import convergence_time
+from memjax import cli
+from memjax import randomization as rand_lib
+from memjax import training
 
 
 def verdicts(claims, start: str) -> list[str]:
@@ -142,6 +134,12 @@ class CapacityClaimsTest(parameterized.TestCase):
                                [0.01, 0.01, 0.01])
     self.assertAlmostEqual(slope, 0.5)
     self.assertAlmostEqual(se, 0.01 * np.sqrt(2) / 0.8)
+
+  @parameterized.parameters((0.0, "real"), (1.0, "randX"),
+                            (0.4, "randX_0.4"), (1e-5, "randX_0.00001"))
+  def test_condition_names_parse_back_to_the_level(self, level, name):
+    self.assertEqual(capacity.condition_name("randX", level), name)
+    self.assertEqual(rand_lib.from_name(name).fraction, level)
 
   def test_no_claims_without_real_data_or_noise(self):
     self.assertEmpty(capacity.claims({"real": cell(*REAL)}, ["randY"], [0.0],
@@ -275,26 +273,7 @@ class ConvergenceClaimsTest(parameterized.TestCase):
 
 # --- end to end ---------------------------------------------------------------
 
-# Stops a run with Ctrl-C's exception when training.fit is called the
-# STOP_AT-th time (0: never), after printing each call's checkpoint settings.
-PATCHED_RUN = """
-import runpy, sys
-from memjax import training
-script, stop_at, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-calls = []
-original = training.fit
-def fit(*args, **kwargs):
-  calls.append(kwargs.get("checkpoint_dir"))
-  if len(calls) == stop_at:
-    raise KeyboardInterrupt
-  print("FIT", kwargs.get("checkpoint_dir"), kwargs.get("checkpoint_seconds"),
-        flush=True)
-  return original(*args, **kwargs)
-training.fit = fit
-sys.argv = [script] + argv
-runpy.run_path(script, run_name="__main__")
-"""
-
+EXPERIMENTS = {"capacity": capacity, "convergence_time": convergence_time}
 FIELDS = {"capacity": ("hidden_sizes", "best_val_acc", "best_val_acc_se",
                        "best_val_acc_seeds"),
           "convergence_time": ("epochs_to_fit", "epochs_to_fit_se",
@@ -305,15 +284,36 @@ CONDITIONS = {"capacity": ["real", "randX_0.8", "randY_0.8"],
               "convergence_time": ["real", "randX", "randY"]}
 
 
-def run(name, workdir, *args, stop_at=None):
-  """experiments/<name>.py --smoke in a subprocess (through PATCHED_RUN when
-  ``stop_at`` is given)."""
-  script = os.path.join("experiments", f"{name}.py")
-  flags = ["--smoke", "--noprogress", f"--workdir={workdir}", *args]
-  command = ([sys.executable, script] if stop_at is None else
-             [sys.executable, "-c", PATCHED_RUN, script, str(stop_at)])
-  return subprocess.run(command + flags, capture_output=True, text=True,
-                        check=False, cwd=ROOT)
+def execute(name, *args) -> tuple[int, str, str]:
+  """(exit status, stdout, stderr) of ``python experiments/<name>.py *args``,
+  run in this process."""
+  out, err = io.StringIO(), io.StringIO()
+  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    code = cli.execute(EXPERIMENTS[name], list(args))
+  return code, out.getvalue(), err.getvalue()
+
+
+def smoke(name, workdir, *args) -> tuple[int, str, str]:
+  return execute(name, "--smoke", "--noprogress", f"--workdir={workdir}",
+                 *args)
+
+
+@contextlib.contextmanager
+def fit_calls(stop_at: int = 0):
+  """Records (checkpoint_dir, checkpoint_seconds) of every ``training.fit``
+  call; the ``stop_at``-th call raises Ctrl-C's exception instead (0: none)."""
+  calls = []
+  original = training.fit
+
+  def fit(*args, **kwargs):
+    calls.append((kwargs.get("checkpoint_dir"),
+                  kwargs.get("checkpoint_seconds")))
+    if len(calls) == stop_at:
+      raise KeyboardInterrupt
+    return original(*args, **kwargs)
+
+  with mock.patch.object(training, "fit", fit):
+    yield calls
 
 
 class EndToEndTest(parameterized.TestCase):
@@ -331,29 +331,29 @@ class EndToEndTest(parameterized.TestCase):
   def test_smoke_resumes_per_cell_with_checkpoint_seconds(self, name):
     interrupted, fresh = self.workdir(), self.workdir()
     # Ctrl-C as the second cell starts: one line, exit 130, first cell kept.
-    proc = run(name, interrupted, "--checkpoint_seconds=7", stop_at=2)
-    self.assertEqual(proc.returncode, 130, proc.stderr[-3000:])
-    self.assertEqual(proc.stderr.strip().splitlines(),
+    with fit_calls(stop_at=2) as calls:
+      code, _, stderr = smoke(name, interrupted, "--checkpoint_seconds=7")
+    self.assertEqual(code, 130, stderr[-3000:])
+    self.assertEqual(stderr.strip().splitlines(),
                      ["interrupted; re-run the same command to resume"])
-    first_cell = proc.stdout.split("FIT ")[1].split()[0]
-    self.assertTrue(os.path.isdir(first_cell))
+    self.assertLen(calls, 2)
+    self.assertTrue(os.path.isdir(calls[0][0]))
 
-    proc = run(name, interrupted, "--checkpoint_seconds=7", stop_at=0)
-    self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
-    calls = [line.split()[1:] for line in proc.stdout.splitlines()
-             if line.startswith("FIT ")]
+    with fit_calls() as calls:
+      code, _, stderr = smoke(name, interrupted, "--checkpoint_seconds=7")
+    self.assertEqual(code, 0, stderr[-3000:])
     self.assertGreaterEqual(len(calls), 2)
-    self.assertEqual({seconds for _, seconds in calls}, {"7.0"})
+    self.assertEqual({seconds for _, seconds in calls}, {7.0})
     directories = [d for d, _ in calls]
     self.assertLen(set(directories), len(directories))  # one per cell
     for d in directories:
       self.assertEqual(os.path.dirname(d), os.path.abspath(interrupted))
     resumed = self.results(interrupted)
 
-    proc = run(name, fresh, "--checkpoint_seconds=7")
-    self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
-    self.assertIn("Setup:", proc.stdout)
-    self.assertIn("pixels / 255", proc.stdout)
+    code, stdout, stderr = smoke(name, fresh, "--checkpoint_seconds=7")
+    self.assertEqual(code, 0, stderr[-3000:])
+    self.assertIn("Setup:", stdout)
+    self.assertIn("pixels / 255", stdout)
     uninterrupted = self.results(fresh)
     self.assertEqual(resumed["summary"], uninterrupted["summary"])
 
@@ -386,23 +386,33 @@ class EndToEndTest(parameterized.TestCase):
   def test_bad_flag_is_one_line_naming_it_and_writes_nothing(self, name, flag,
                                                             named):
     workdir = self.workdir()
-    proc = run(name, workdir, flag)
-    self.assertEqual(proc.returncode, 2, proc.stderr[-3000:])
-    lines = proc.stderr.strip().splitlines()
-    self.assertLen(lines, 1, proc.stderr)
+    code, _, stderr = smoke(name, workdir, flag)
+    self.assertEqual(code, 2, stderr[-3000:])
+    lines = stderr.strip().splitlines()
+    self.assertLen(lines, 1, stderr)
     self.assertStartsWith(lines[0], "error: ")
     self.assertIn(named, lines[0])
     self.assertFalse(os.path.exists(workdir))
 
   def test_training_set_larger_than_the_data_writes_nothing(self):
     workdir = self.workdir()
-    proc = subprocess.run(
-        [sys.executable, "experiments/convergence_time.py", "--noprogress",
-         f"--workdir={workdir}", "--train_sizes=250,99999"],
-        capture_output=True, text=True, check=False, cwd=ROOT)
-    self.assertEqual(proc.returncode, 2, proc.stderr[-3000:])
-    self.assertIn("99999", proc.stderr)
+    code, _, stderr = execute("convergence_time", "--noprogress",
+                              f"--workdir={workdir}", "--train_sizes=250,99999")
+    self.assertEqual(code, 2, stderr[-3000:])
+    self.assertIn("99999", stderr)
     self.assertFalse(os.path.exists(workdir))
+
+  @parameterized.parameters(
+      ("capacity", {"levels": (0.8, 0.0)}, "--levels"),
+      ("capacity", {"hidden_sizes": (16, 8)}, "--hidden_sizes"),
+      ("capacity", {"noise_types": ("randZ",)}, "--noise"),
+      ("convergence_time", {"train_sizes": ()}, "--train_sizes"),
+      ("convergence_time", {"conditions": ("real", "randZ")}, "--conditions"),
+      ("convergence_time", {"size_sweep_hidden": 0}, "--size_sweep_hidden"))
+  def test_config_built_in_code_is_validated_too(self, name, changes, named):
+    config, _, _ = cli.from_args(EXPERIMENTS[name], ["--smoke"])
+    with self.assertRaisesRegex(ValueError, named):
+      dataclasses.replace(config, **changes)
 
 
 if __name__ == "__main__":

@@ -5,32 +5,16 @@ REPRODUCED). In-process and fast: no training."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
+from experiments import label_corruption
+from experiments import random_labels
 from memjax import randomization as rand_lib
 from memjax import stats
 from memjax import studies
 from memjax import training
-
-EXPERIMENTS = os.path.join(os.path.dirname(__file__), os.pardir, "experiments")
-
-
-def load_experiment(name):
-  """An experiment module, imported without defining its flags."""
-  spec = importlib.util.spec_from_file_location(
-      f"experiment_{name}", os.path.join(EXPERIMENTS, f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-random_labels = load_experiment("random_labels")
-label_corruption = load_experiment("label_corruption")
 
 
 def entry(test_acc, steps, train_acc=1.0, train_examples=4000,
