@@ -25,23 +25,22 @@ sum_i L^i = L).
 
 An epoch visits every example once (``Trainer.epoch_batches``): the filler of
 a partial last batch has weight 0 in every loss, as in training, and is never
-counted. ``track`` checkpoints and resumes like ``training.fit``.
+counted. ``track`` is one ``training.fit`` with an epoch function that also
+returns the sums and a hook that accumulates them, so it checkpoints and
+resumes like any run.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm
 import optax
 
-from memjax import checkpointing
-from memjax import keys
+from memjax import hooks
 from memjax import per_example
 from memjax import training
 
@@ -218,6 +217,28 @@ def _zero_sums(config: SensitivityConfig, num_seeds: int, n: int,
   return sums
 
 
+class _Accumulate(hooks.Hook):
+  """Adds each epoch's sums (the extras of ``_epoch``) to running sums and
+  records the running means after every epoch; both are checkpointed with
+  the run (``carry``)."""
+
+  def __init__(self, config: SensitivityConfig, epochs: int, num_seeds: int,
+               n: int, num_classes: int):
+    per_epoch = lambda: np.full((epochs, num_seeds, n), np.nan, np.float32)
+    records = {"direct": per_epoch()}
+    if config.unroll:
+      records["unrolled"] = per_epoch()
+    self.carry = {"sums": _zero_sums(config, num_seeds, n, num_classes),
+                  "records": records}
+
+  def end_epoch(self, event: hooks.EpochEnd) -> None:
+    sums = jax.tree.map(np.add, self.carry["sums"], event.extras)
+    self.carry["sums"] = sums
+    for form, record in self.carry["records"].items():
+      record[event.epoch - 1] = _running_mean(sums[f"{form}_sum"],
+                                              sums[f"{form}_count"])
+
+
 def check_unroll(train_config: training.TrainConfig, unroll: int,
                  num_examples: int) -> None:
   """Raises ValueError unless an epoch has more than ``unroll`` SGD steps (a
@@ -236,74 +257,40 @@ def track(train_config: training.TrainConfig, config: SensitivityConfig, x, y,
   """Trains ``train_config.num_seeds`` seeds at once for ``epochs`` epochs on
   (x, y), recording both forms of loss sensitivity at every SGD step.
 
-  Runs on data of the same shapes share one ``training.cached_trainer`` and
-  so one compilation. With ``checkpoint_dir`` the run (state, running sums and
-  per-epoch records) checkpoints at most every ``checkpoint_seconds`` and at
-  the end, tied to the fingerprint of its configs and data, and a re-run
-  resumes from it (a finished run returns without training).
+  One ``training.fit`` (no early stop, no test set) whose epoch function
+  also returns the epoch's sensitivity sums; runs on data of the same shapes
+  share one ``training.cached_trainer`` and so one compilation. With
+  ``checkpoint_dir`` the run (state, running sums and per-epoch records)
+  checkpoints at most every ``checkpoint_seconds`` and at the end, tied to
+  the fingerprint of its configs and data, and a re-run resumes from it (a
+  finished run returns without training).
   """
-  x, y = jnp.asarray(x), jnp.asarray(y)
-  trainer = training.cached_trainer(train_config, x.shape[1:], num_classes)
-  s, n = train_config.num_seeds, x.shape[0]
-  steps = training.steps_per_epoch(train_config, n)
   if epochs < 1:
     raise ValueError(f"epochs must be >= 1, got {epochs}.")
+  x, y = jnp.asarray(x), jnp.asarray(y)
+  s, n = train_config.num_seeds, x.shape[0]
   check_unroll(train_config, config.unroll, n)
-  seed_keys = keys.seed_keys(train_config.seed, train_config.num_seeds)
-  train_index = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (s, n))
-  per_epoch = lambda *shape: np.full((epochs, s) + shape, np.nan, np.float32)
-  records = {"direct": per_epoch(n), "batch_loss": per_epoch(),
-             "train_acc": per_epoch()}
-  if config.unroll:
-    records["unrolled"] = per_epoch(n)
-  carry = {"state": trainer.init(seed_keys),
-           "sums": _zero_sums(config, s, n, num_classes),
-           "records": records, "epoch": np.int32(0)}
-  checkpointer = None
-  if checkpoint_dir is not None:
-    stamp = checkpointing.fingerprint(
-        dataclasses.replace(train_config, seed_chunk=None), config, x, y,
-        num_classes, epochs)
-    checkpointer = checkpointing.RunCheckpointer(checkpoint_dir, stamp)
-    if checkpointer.latest_step() is not None:
-      restored = checkpointer.restore(carry)
-      carry = {**restored,
-               "sums": jax.tree.map(np.array, restored["sums"]),
-               "records": jax.tree.map(np.array, restored["records"])}
-  state, sums, records = carry["state"], carry["sums"], carry["records"]
-  epoch = int(carry["epoch"])
-  bar = tqdm.tqdm(total=epochs, initial=epoch, desc=progress,
-                  disable=progress is None, leave=False, unit="epoch")
-  last_save = time.monotonic()
-  while epoch < epochs:
-    state, losses, epoch_sums = _epoch_vmapped(trainer, config, state, seed_keys,
-                                               epoch, x, y, train_index)
-    training.check_finite(losses, train_config, first_step=epoch * steps)
-    sums = jax.tree.map(lambda a, b: a + np.asarray(b), sums, epoch_sums)
-    loss, correct = trainer.evaluate(state, x, y)
-    training.check_finite_eval(loss, train_config, (epoch + 1) * steps,
-                               "training-set")
-    records["direct"][epoch] = _running_mean(sums["direct_sum"],
-                                             sums["direct_count"])
-    if config.unroll:
-      records["unrolled"][epoch] = _running_mean(sums["unrolled_sum"],
-                                                 sums["unrolled_count"])
-    records["batch_loss"][epoch] = np.asarray(losses).mean(1)
-    records["train_acc"][epoch] = np.asarray(correct).mean(1)
-    epoch += 1
-    bar.update(1)
-    if checkpointer and (epoch == epochs or
-                         time.monotonic() - last_save >= checkpoint_seconds):
-      checkpointer.save(epoch, {"state": state, "sums": sums,
-                                "records": records, "epoch": np.int32(epoch)})
-      last_save = time.monotonic()
-  bar.close()
-  if checkpointer:
-    checkpointer.close()
+  run_config = dataclasses.replace(train_config, max_epochs=epochs,
+                                   stop_when_fit=False)
+  accumulate = _Accumulate(config, epochs, s, n, num_classes)
+
+  def epoch_fn(trainer, state, seed_keys, epoch, x, y, train_index, *,
+               per_seed_inputs, per_seed_labels):
+    del per_seed_inputs, per_seed_labels  # x and y are shared by all seeds
+    return _epoch_vmapped(trainer, config, state, seed_keys, epoch, x, y,
+                          train_index)
+
+  result = training.fit(run_config, training.TrainData(x, y, None, None,
+                                                       num_classes),
+                        hooks=[accumulate], epoch_fn=epoch_fn,
+                        checkpoint_dir=checkpoint_dir,
+                        checkpoint_seconds=checkpoint_seconds,
+                        progress=progress, fingerprint_parts=(config,))
+  sums, records = accumulate.carry["sums"], accumulate.carry["records"]
   class_matrix = None
   if config.unroll and config.class_matrix:
     class_matrix = _running_mean(sums["class_sum"],
                                  sums["class_count"][:, None, :])
   return SensitivityResult(records["direct"], records.get("unrolled"),
-                           class_matrix, records["batch_loss"],
-                           records["train_acc"], state)
+                           class_matrix, result.history["batch_loss"],
+                           result.history["train_acc"], result.state)

@@ -1,5 +1,7 @@
-"""Many-seed training: vmapped seeds equal separate runs, resume, no retracing."""
+"""Many-seed training: vmapped seeds equal separate runs, resume, no retracing,
+per-epoch hooks (their carry, metrics.jsonl and kept states survive a resume)."""
 
+import os
 import tempfile
 
 from absl.testing import absltest
@@ -7,8 +9,10 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 
 from memjax import data
+from memjax import hooks
 from memjax import keys
 from memjax import sharding
 from memjax import training
@@ -200,6 +204,113 @@ class RobustnessTest(absltest.TestCase):
                 dict(seed=-1)):
       with self.assertRaises(ValueError, msg=str(bad)):
         config(**bad)
+
+
+class Recorder(hooks.Hook):
+  """Records what fit shows it; its carry (per-seed sums of the training
+  losses and the number of epochs seen) is checkpointed with the run."""
+
+  def __init__(self, num_seeds):
+    self.starts, self.epochs, self.states, self.rows = [], [], {}, []
+    self.carry = {"loss_sum": np.zeros(num_seeds, np.float32),
+                  "epochs_seen": np.zeros((), np.int32)}
+
+  def start(self, run):
+    self.starts.append(run.epoch)
+    self.states[run.epoch] = jax.device_get(run.state)
+
+  def end_epoch(self, event):
+    self.epochs.append(event.epoch)
+    self.states[event.epoch] = jax.device_get(event.state)
+    self.rows.append(event.row)
+    self.extras = event.extras
+    self.carry["loss_sum"] += event.losses.sum(1)
+    self.carry["epochs_seen"] += 1
+
+
+def losses_as_extras(trainer, *args, **axes):
+  state, losses, _ = training.train_epoch(trainer, *args, **axes)
+  return state, losses, {"losses": losses}
+
+
+class HooksTest(absltest.TestCase):
+
+  def test_hooks_see_each_epoch_once_with_its_state(self):
+    cfg, train_data = config(num_seeds=2), digits()
+    recorder = Recorder(2)
+    result = training.fit(cfg, train_data, hooks=[recorder],
+                          epoch_fn=losses_as_extras)
+    self.assertEqual(recorder.starts, [0])
+    self.assertEqual(recorder.epochs, [1, 2, 3])
+    trainer = training.cached_trainer(cfg, train_data.input_shape, 10)
+    chex.assert_trees_all_equal(
+        recorder.states[0], trainer.init(keys.seed_keys(cfg.seed, 2)))
+    chex.assert_trees_all_equal(recorder.states[3], result.state)
+    one_epoch = training.fit(config(num_seeds=2, max_epochs=1), train_data)
+    chex.assert_trees_all_equal(recorder.states[1], one_epoch.state)
+    for epoch, row in enumerate(recorder.rows):
+      for key in training.HISTORY_KEYS:
+        np.testing.assert_array_equal(row[key], result.history[key][epoch])
+    # The epoch function's extras reach the hooks as numpy.
+    np.testing.assert_array_equal(recorder.extras["losses"].mean(1),
+                                  result.history["batch_loss"][-1])
+
+  def test_resume_restores_carry_metrics_and_kept_states(self):
+    cfg, train_data = config(max_epochs=4, num_seeds=2), digits()
+    uninterrupted = Recorder(2)
+    want = training.fit(cfg, train_data, hooks=[uninterrupted])
+    calls, original = [], training.check_finite
+
+    def crash_in_third_epoch(*args, **kwargs):
+      calls.append(1)
+      if len(calls) == 3:
+        raise KeyboardInterrupt("simulated crash")
+      return original(*args, **kwargs)
+
+    with tempfile.TemporaryDirectory() as tmp:
+      run = lambda hook: training.fit(cfg, train_data, hooks=[hook],
+                                      checkpoint_dir=tmp, checkpoint_seconds=0,
+                                      keep_epochs=(0, 2, 4))
+      training.check_finite = crash_in_third_epoch
+      try:
+        with self.assertRaises(KeyboardInterrupt):
+          run(Recorder(2))
+      finally:
+        training.check_finite = original
+      metrics = os.path.join(tmp, hooks.METRICS_FILE)
+      self.assertLen(pd.read_json(metrics, lines=True), 2 * 2)
+      resumed = Recorder(2)
+      got = run(resumed)
+      self.assertEqual(resumed.starts, [2])
+      self.assertEqual(resumed.epochs, [3, 4])
+      chex.assert_trees_all_close(resumed.carry, uninterrupted.carry)
+      chex.assert_trees_all_close(got.history, want.history)
+      chex.assert_trees_all_close(got.state, want.state)
+      # metrics.jsonl: one line per epoch and seed, equal to the history.
+      frame = pd.read_json(metrics, lines=True)
+      self.assertLen(frame, 4 * 2)
+      self.assertEqual(list(frame["epoch"]), [1, 1, 2, 2, 3, 3, 4, 4])
+      self.assertEqual(list(frame["seed"]), [0, 1] * 4)
+      for key in training.HISTORY_KEYS:
+        np.testing.assert_array_equal(
+            frame[key].to_numpy().astype(np.float32),
+            got.history[key].reshape(-1), err_msg=key)
+      for epoch in (0, 2, 4):
+        chex.assert_trees_all_equal(
+            training.load_kept_state(cfg, train_data, tmp, epoch),
+            uninterrupted.states[epoch])
+      with self.assertRaisesRegex(ValueError, r"kept epochs: \[0, 2, 4\]"):
+        training.load_kept_state(cfg, train_data, tmp, 3)
+      with self.assertRaisesRegex(ValueError, "different configuration"):
+        training.load_kept_state(config(max_epochs=4, num_seeds=2, seed=5),
+                                 train_data, tmp, 2)
+
+  def test_keep_epochs_are_validated(self):
+    with self.assertRaisesRegex(ValueError, r"keep_epochs=\[9\]"):
+      training.fit(config(), digits(), keep_epochs=(9,),
+                   checkpoint_dir="/nonexistent")
+    with self.assertRaisesRegex(ValueError, "needs a checkpoint_dir"):
+      training.fit(config(), digits(), keep_epochs=(1,))
 
 
 if __name__ == "__main__":

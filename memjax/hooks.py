@@ -1,0 +1,235 @@
+"""Per-epoch hooks of ``training.fit``, and the two every checkpointed run gets.
+
+A hook is an object with up to three parts (subclass ``Hook``; each is
+optional):
+
+* ``start(run: RunStart)``: called once, after a resumed run was restored and
+  before the first epoch (``run.epoch`` is 0 for a fresh run, else the epochs
+  already done; ``run.state`` is the state after them).
+* ``end_epoch(event: EpochEnd)``: called after every epoch, once its clean
+  evaluation is recorded and before the checkpoint that includes it.
+* ``carry``: a pytree (numpy arrays) checkpointed with the run and restored
+  on resume, so running sums or per-epoch records survive an interruption.
+  ``end_epoch`` replaces or updates it in place. Set it in ``__init__``.
+
+The states a hook sees are device arrays that the next epoch may consume
+(``Trainer.train_epoch`` donates its input buffers): use them within the call
+and copy what you keep (``jax.device_get``).
+
+Example (the mean test accuracy after every epoch, kept across a resume)::
+
+    class MeanTestAcc(hooks.Hook):
+      def __init__(self, epochs):
+        self.carry = np.full(epochs, np.nan, np.float32)
+      def end_epoch(self, event):
+        self.carry[event.epoch - 1] = event.row["test_acc"].mean()
+
+    tracker = MeanTestAcc(config.max_epochs)
+    training.fit(config, data, hooks=[tracker], checkpoint_dir=...)
+    tracker.carry  # (max_epochs,)
+
+``MetricsLog`` writes ``metrics.jsonl`` (one JSON line per epoch and seed;
+``pandas.read_json(path, lines=True)``) and ``KeepStates`` keeps the training
+state at chosen epochs for per-example scores later (``training.fit`` adds both
+when given a ``checkpoint_dir``; ``training.load_kept_state`` reads a kept
+state back). Epochs count completed epochs: epoch e's row is ``history[e - 1]``
+and epoch 0 is the initialization.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from typing import TYPE_CHECKING, Any
+
+import jax
+import numpy as np
+
+from memjax import checkpointing
+
+if TYPE_CHECKING:
+  from memjax import training
+
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunStart:
+  """A run about to train (fresh, resumed, or already finished)."""
+
+  config: training.TrainConfig
+  trainer: training.Trainer
+  state: training.TrainState  # after ``epoch`` epochs; seed axis S
+  epoch: int  # epochs done: 0 for a fresh run
+  steps_per_epoch: int
+  history: dict  # key -> (epoch, S): the rows of the epochs done
+  fingerprint: str | None  # the run's checkpoint fingerprint; None: none
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochEnd:
+  """One finished epoch; per-seed arrays are numpy with a leading axis S."""
+
+  config: training.TrainConfig
+  trainer: training.Trainer
+  epoch: int  # epochs done, this one included (1 after the first)
+  step: int  # SGD steps done per seed
+  state: training.TrainState  # after this epoch (device arrays)
+  losses: np.ndarray  # (S, steps) per-step training losses of the epoch
+  extras: Any  # the epoch function's extra outputs (numpy); None by default
+  train_loss: np.ndarray  # (S, n) clean eval-mode loss per training example
+  train_correct: np.ndarray  # (S, n) bool
+  test_loss: np.ndarray | None  # (S, n_test); None without a test set
+  test_correct: np.ndarray | None
+  row: dict  # the history row: key (training.HISTORY_KEYS) -> (S,)
+  fingerprint: str | None
+
+
+class Hook:
+  """No-op base: override ``start`` and/or ``end_epoch``; set ``carry`` to a
+  pytree to have it checkpointed with the run."""
+
+  carry: Any = None
+
+  def start(self, run: RunStart) -> None:
+    del run
+
+  def end_epoch(self, event: EpochEnd) -> None:
+    del event
+
+
+def _json_value(value) -> float | int | None:
+  value = value.item() if isinstance(value, np.generic) else value
+  if isinstance(value, float) and not math.isfinite(value):
+    return None  # JSON has no nan; pandas reads null as nan
+  return value
+
+
+def metrics_lines(history: dict, first_seed: int,
+                  first_epoch: int = 1) -> list[str]:
+  """JSON lines of the (epochs, S) arrays of ``history``: one per epoch and
+  seed, with the epoch (``first_epoch`` for row 0), the seed and the row's
+  values (the step as an integer)."""
+  keys = [k for k in history if np.ndim(history[k]) == 2]
+  epochs, seeds = np.shape(history[keys[0]]) if keys else (0, 0)
+  lines = []
+  for row in range(epochs):
+    for lane in range(seeds):
+      record = {"epoch": first_epoch + row, "seed": first_seed + lane}
+      record.update((k, _json_value(history[k][row][lane])) for k in keys)
+      if record.get("step") is not None:
+        record["step"] = int(record["step"])
+      lines.append(json.dumps(record) + "\n")
+  return lines
+
+
+class MetricsLog(Hook):
+  """Appends one JSON line per epoch and seed to ``path`` as training goes.
+
+  Each line holds ``epoch``, ``seed`` and the history row's values
+  (``step``, ``batch_loss``, ``train_loss``, ``train_acc``, ``test_loss``,
+  ``test_acc``; null where not measured). At the start the file is rewritten
+  from the restored history, so a resumed run never duplicates or loses a
+  line and the file always equals the history."""
+
+  def __init__(self, path: str):
+    self.path = path
+
+  def start(self, run: RunStart) -> None:
+    if jax.process_index() != 0:
+      return
+    checkpointing.register(self.path)
+    os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+    tmp = self.path + ".tmp"
+    with open(tmp, "w") as f:
+      f.writelines(metrics_lines(run.history, run.config.seed))
+    os.replace(tmp, self.path)
+
+  def end_epoch(self, event: EpochEnd) -> None:
+    if jax.process_index() != 0:
+      return
+    rows = {k: np.asarray(v)[None] for k, v in event.row.items()}
+    with open(self.path, "a") as f:
+      f.writelines(metrics_lines(rows, event.config.seed, event.epoch))
+
+
+def kept_state_path(checkpoint_dir: str, epoch: int) -> str:
+  return os.path.join(checkpoint_dir, f"state_epoch_{epoch:05d}.npz")
+
+
+def _kept_fingerprint(run_fingerprint: str, epoch: int) -> str:
+  return checkpointing.fingerprint(run_fingerprint, "kept state", epoch)
+
+
+def _leaf_names(tree) -> list[str]:
+  return [jax.tree_util.keystr(path)
+          for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+class KeepStates(Hook):
+  """Keeps the (S-seed) training state after each epoch of ``epochs`` (0: the
+  initialization) in ``checkpoint_dir/state_epoch_<e>.npz``, tied to the
+  run's fingerprint; a resumed run re-keeps what it replays. Epochs after an
+  early stop (``stop_when_fit``) are not reached and so not kept."""
+
+  def __init__(self, checkpoint_dir: str, epochs):
+    self.checkpoint_dir = checkpoint_dir
+    self.epochs = frozenset(int(e) for e in epochs)
+
+  def _keep(self, state, epoch: int, run_fingerprint: str) -> None:
+    if epoch not in self.epochs or jax.process_index() != 0:
+      return
+    leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(state)]
+    checkpointing.save_npz(
+        kept_state_path(self.checkpoint_dir, epoch),
+        _kept_fingerprint(run_fingerprint, epoch),
+        **{f"leaf_{i}": leaf for i, leaf in enumerate(leaves)},
+        names=np.array(_leaf_names(state)))
+
+  def start(self, run: RunStart) -> None:
+    if run.fingerprint is None:
+      raise ValueError("keeping states needs a checkpointed run "
+                       "(a checkpoint_dir).")
+    for epoch in sorted(self.epochs):
+      path = kept_state_path(self.checkpoint_dir, epoch)
+      if 0 < epoch <= run.epoch and not os.path.exists(path):
+        raise ValueError(f"{path} is missing but the checkpoint of epoch "
+                         f"{run.epoch} is past it; re-run with --overwrite "
+                         "to start again.")
+    if run.epoch == 0:
+      self._keep(run.state, 0, run.fingerprint)
+
+  def end_epoch(self, event: EpochEnd) -> None:
+    self._keep(event.state, event.epoch, event.fingerprint)
+
+
+def load_state(checkpoint_dir: str, epoch: int, like, run_fingerprint: str):
+  """The state ``KeepStates`` kept at ``epoch``, as the pytree ``like`` (its
+  leaves: arrays or ``jax.ShapeDtypeStruct``s of the same shapes). ValueError
+  naming the file when it is missing, damaged or from another run."""
+  path = kept_state_path(checkpoint_dir, epoch)
+  if not os.path.exists(path):
+    kept = sorted(int(name[len("state_epoch_"):-len(".npz")])
+                  for name in os.listdir(checkpoint_dir)
+                  if name.startswith("state_epoch_") and name.endswith(".npz")
+                  ) if os.path.isdir(checkpoint_dir) else []
+    raise ValueError(f"No state kept at epoch {epoch} ({path} does not "
+                     f"exist); kept epochs: {kept or 'none'}.")
+  arrays = checkpointing.load_npz(path, _kept_fingerprint(run_fingerprint,
+                                                          epoch))
+  names = _leaf_names(like)
+  likes, treedef = jax.tree.flatten(like)
+  if [str(n) for n in arrays["names"]] != names:
+    raise ValueError(f"{path} holds another model's state; delete it or "
+                     "re-run with --overwrite.")
+  leaves = []
+  for i, want in enumerate(likes):
+    leaf = arrays[f"leaf_{i}"]
+    if leaf.shape != tuple(want.shape) or leaf.dtype != want.dtype:
+      raise ValueError(f"{path}: {names[i]} has shape {leaf.shape} "
+                       f"{leaf.dtype}, expected {tuple(want.shape)} "
+                       f"{want.dtype}.")
+    leaves.append(leaf)
+  return jax.tree.unflatten(treedef, leaves)
