@@ -417,5 +417,8 @@ def execute(experiment, args) -> int:
   status."""
   def run():
     with _flags_of(experiment, args) as (values, rest):
-      _run_parsed(experiment, values, rest)
+      try:
+        _run_parsed(experiment, values, rest)
+      finally:  # as the command's exit would
+        checkpointing.release(values.workdir)
   return _guarded(run)

@@ -6,12 +6,20 @@ value and the valid ones, exit status 2, no traceback, and writes nothing;
 to the flags that wrote them; a second run on a workdir is refused; damaged
 state gives one line naming the file; divergence on the last update fails the
 run; Ctrl-C prints one line, exits 130, and the same command resumes.
+
+Command lines run in this process (``cli.execute``: the same parsing, checks
+and exit statuses as ``python experiments/<name>.py``), except where a second
+process is the point: a run refused because another process holds the
+workdir, and a real SIGINT.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import glob
-import json
+import importlib
+import io
 import os
 import shutil
 import signal
@@ -24,11 +32,11 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
+from experiments import random_labels
 from memjax import checkpointing
+from memjax import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUNNER = os.path.join(ROOT, "tests", "flag_cases.py")
-WORKDIR = "@W"  # replaced by a fresh, not yet existing workdir per case
 
 # experiment -> [(arguments, text the one error line must contain)].
 BAD_INPUT = {
@@ -112,16 +120,29 @@ BAD_INPUT = {
 }
 
 
-def _run(args, timeout=600, **kwargs):
-  return subprocess.run([sys.executable, *args], capture_output=True,
-                        text=True, check=False, cwd=ROOT, timeout=timeout,
-                        **kwargs)
+@dataclasses.dataclass
+class Completed:
+  """What a command line printed and its exit status."""
+
+  returncode: int
+  stdout: str
+  stderr: str
+
+
+def _execute(experiment, args) -> Completed:
+  """``python experiments/<experiment>.py *args``, in this process."""
+  out, err = io.StringIO(), io.StringIO()
+  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    code = cli.execute(experiment, args)
+  return Completed(code, out.getvalue(), err.getvalue())
+
+
+SMOKE = ["--smoke", "--noprogress", "--conditions=true_labels"]
 
 
 def _smoke(workdir, *extra):
   """A seconds-long random_labels run (true labels only) in ``workdir``."""
-  return _run(["experiments/random_labels.py", "--smoke", "--noprogress",
-               "--conditions=true_labels", f"--workdir={workdir}", *extra])
+  return _execute(random_labels, [*SMOKE, f"--workdir={workdir}", *extra])
 
 
 class HostileTest(parameterized.TestCase):
@@ -161,26 +182,19 @@ class HostileTest(parameterized.TestCase):
 
   @parameterized.parameters(*BAD_INPUT)
   def test_bad_input_is_one_line_exit_2_and_writes_nothing(self, experiment):
+    module = importlib.import_module(f"experiments.{experiment}")
     base = self.tmp()
-    cases = BAD_INPUT[experiment]
-    workdirs = [os.path.join(base, f"w{i}") for i in range(len(cases))]
-    argv = [[*args, f"--workdir={w}", "--noprogress"]
-            for (args, _), w in zip(cases, workdirs)]
     start = time.monotonic()
-    proc = _run([RUNNER, f"experiments/{experiment}.py", json.dumps(argv)])
-    self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
-    results = json.loads(proc.stdout.splitlines()[-1])
-    for (args, expected), result, workdir in zip(cases, results, workdirs):
+    for i, (args, expected) in enumerate(BAD_INPUT[experiment]):
+      workdir = os.path.join(base, f"w{i}")
       with self.subTest(args=args):
-        self.assertEqual(result["code"], 2, result)
-        self.assertNotIn("Traceback", result["stderr"])
-        errors = [l for l in result["stderr"].splitlines()
-                  if l.startswith("error:")]
-        self.assertLen(errors, 1, result["stderr"])
-        self.assertIn(expected, errors[0])
+        result = _execute(module, [*args, f"--workdir={workdir}",
+                                   "--noprogress"])
+        self.assert_one_error_line(result, expected)
         self.assertFalse(os.path.exists(workdir), f"{args} wrote {workdir}")
     # Refused before any training: seconds per case, not minutes.
-    self.assertLess(time.monotonic() - start, 60 + 10 * len(cases))
+    self.assertLess(time.monotonic() - start,
+                    60 + 10 * len(BAD_INPUT[experiment]))
 
   def test_overwrite_never_deletes_a_users_folder(self):
     workdir = self.tmp()
@@ -226,7 +240,11 @@ class HostileTest(parameterized.TestCase):
     workdir = os.path.join(self.tmp(), "run")
     checkpointing.prepare_workdir(workdir, {"held": "by this test"})
     self.addCleanup(checkpointing.release, workdir)
-    proc = _smoke(workdir)
+    # Another process: this one already holds the lock.
+    proc = subprocess.run(
+        [sys.executable, "experiments/random_labels.py", *SMOKE,
+         f"--workdir={workdir}"], capture_output=True, text=True, check=False,
+        cwd=ROOT, timeout=600)
     self.assert_one_error_line(proc, "in use by another run",
                                f"pid {os.getpid()}")
 
@@ -299,7 +317,8 @@ class HostileTest(parameterized.TestCase):
                      "interrupted; re-run the same command to resume")
     self.assertNotIn("Traceback", err)
     self.assertFalse(os.path.exists(os.path.join(workdir, "results.json")))
-    resumed = _run(command[1:])
+    resumed = subprocess.run(command, capture_output=True, text=True,
+                             check=False, cwd=ROOT, timeout=600)
     self.assertEqual(resumed.returncode, 0, resumed.stderr[-3000:])
     self.assertTrue(os.path.exists(os.path.join(workdir, "results.json")))
 
