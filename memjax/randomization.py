@@ -25,10 +25,9 @@ selected for corruption independently with probability p:
                      as in Zhang et al.; the mask marks every selected label
 ``different_class``  a class drawn uniformly from the K - 1 others
 ``pair``             class c always becomes (c + 1) mod K: the "pair flips"
-                     of Han et al. (2018), and Patrini et al.'s CIFAR-100
-                     noise with one circular group of all K classes
-``patrini_mnist``    Patrini et al. (2017), Sec. 6, asymmetric MNIST noise:
-                     2 -> 7, 3 -> 8, 5 <-> 6, 7 -> 1; other digits kept
+                     of Han et al. (2018, Co-teaching)
+``patrini_mnist``    Patrini et al.'s asymmetric MNIST noise: 2 -> 7, 3 -> 8,
+                     5 <-> 6, 7 -> 1; other digits kept
 ``patrini_cifar10``  Patrini et al.'s CIFAR-10 noise: truck -> automobile,
                      bird -> airplane, deer -> horse, cat <-> dog (9 -> 1,
                      2 -> 0, 4 -> 7, 3 <-> 5); other classes kept
@@ -36,22 +35,25 @@ selected for corruption independently with probability p:
 
 Patrini et al., "Making deep neural networks robust to label noise: a loss
 correction approach" (CVPR 2017), define class-conditional noise by a
-transition matrix T, T[i, j] = P(noisy label j | true class i), and their
-asymmetric noise flips each of the listed classes with probability p to the
-class it is mistaken for (T[c, c] = 1 - p, T[c, target] = p). The two
-``patrini_*`` maps are defined for 10 classes; their CIFAR-100 variant (each
-class to the next within its super-class) is ``pair`` only up to the
-grouping, which memjax does not have. For the flips the mask marks labels
-that changed (a selected example of a class without a target keeps its
-label). Every result carries T (``Randomized.transition``, the identity when
-labels are untouched) so that it can be saved beside the masks;
-``transition_matrix`` computes it and ``flip_labels`` draws labels from any
-row-stochastic T. Test labels stay clean unless ``corrupt_test``. Input transformations of the whole input
-distribution (pixel permutations, Gaussian) apply to train and test alike, so the
-test set measures generalization on the same kind of input. Arpit's randX
-replaces inputs in the test set as in the training set (the same fraction, fresh
-draws of the same noise), so its validation accuracy and validation CSR are
-measured on noise, not on real images.
+transition matrix T, T[i, j] = P(noisy label j | true class i); in their
+experiments each listed class flips with probability p to the class it is
+mistaken for (T[c, c] = 1 - p, T[c, target] = p; the maps above as in their
+code, giorgiop/loss-correction, noise.py). Both maps are defined for 10
+classes only. Their CIFAR-100 noise (each class to the next within its
+super-class, circularly) is not offered: it needs the super-class grouping.
+For these flips the mask marks the labels that changed (a selected example of
+a class without a target keeps its label). Every result carries T
+(``Randomized.transition``, the identity when labels are untouched) so that
+it can be saved beside the masks; ``transition_matrix`` computes it and
+``flip_labels`` draws labels from any row-stochastic T. Test labels stay
+clean unless ``corrupt_test``.
+
+Input transformations of the whole input distribution (pixel permutations,
+Gaussian) apply to train and test alike, so the test set measures
+generalization on the same kind of input. Arpit's randX replaces inputs in
+the test set as in the training set (the same fraction, fresh draws of the
+same noise), so its validation accuracy and validation CSR are measured on
+noise, not on real images.
 
 Everything is a pure function of a typed JAX key, and the corruption masks (which
 examples changed) are returned so that they can be saved beside the results.
@@ -73,8 +75,8 @@ KINDS = ("true_labels", "corrupt_labels", "shuffled_pixels", "random_pixels",
          "gaussian", "noisy_inputs")
 LABEL_NOISE = ("uniform", "different_class", "pair", "patrini_mnist",
                "patrini_cifar10")
-# Patrini et al. (2017), Sec. 6 (as in their code, giorgiop/loss-correction
-# noise.py): each class -> the class it is mistaken for.
+# Patrini et al. (2017)'s asymmetric noise (as in their code,
+# giorgiop/loss-correction noise.py): each class -> the class it is taken for.
 PATRINI_FLIPS = {
     "patrini_mnist": {2: 7, 3: 8, 5: 6, 6: 5, 7: 1},
     "patrini_cifar10": {9: 1, 2: 0, 4: 7, 3: 5, 5: 3},

@@ -165,8 +165,8 @@ class ReportTest(absltest.TestCase):
     self.assertIn("`python experiments/random_labels.py`", block)
     self.assertIn("`python experiments/label_corruption.py`", block)
     for _, claim in self.claims():
-      self.assertIn(report_pages.markdown_cell(report_pages.memjax_value(claim)),
-                    block)
+      value = report_pages.memjax_value(claim)
+      self.assertIn(report_pages.markdown_cell(value), block)
     rows = [r for r in block.splitlines() if r.startswith("| `python")]
     self.assertLen(rows, 2)
     for row, name in zip(rows, ("random_labels", "label_corruption")):
