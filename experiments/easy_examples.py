@@ -89,10 +89,12 @@ histograms of the per-example rates with the within-class binomial).
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from absl import flags
 import numpy as np
+from scipy import stats as scipy_stats
 
 from memjax import checkpointing
 from memjax import cli
@@ -111,20 +113,23 @@ BINOMIAL_TOLERANCE = 1.2
 # Arpit et al.'s MNIST MLP.
 PAPER_MODEL = "mlp2x4096"
 
-cli.define_data_flags(standardize=False)
-flags.FLAGS.set_default("train_size", 1000)
-cli.define_train_flags(model="mlp2x512", seeds=100, max_epochs=1, batch_size=32,
-                       shard_seeds=False)
-cli.define_run_flags("runs/easy_examples")
-flags.DEFINE_list("conditions", list(CONDITIONS),
-                  f"Subset of {', '.join(CONDITIONS)} (any randomization name).")
-cli.define_int("randomization_seed", 0, "Seeds the randomization.", low=0,
-               high=cli.MAX_SEED)
-FLAGS = flags.FLAGS
-
 # --smoke: 200 examples, 8 seeds.
 SMOKE_DATA = dict(train_size=200, test_size=64)
 SMOKE_SEEDS = 8
+
+
+def define_flags() -> None:
+  """This experiment's flags, defined when it runs (not on import)."""
+  cli.define_data_flags(standardize=False)
+  flags.FLAGS.set_default("train_size", 1000)
+  cli.define_train_flags(model="mlp2x512", seeds=100, max_epochs=1,
+                         batch_size=32, shard_seeds=False)
+  cli.define_run_flags("runs/easy_examples")
+  flags.DEFINE_list("conditions", list(CONDITIONS),
+                    f"Subset of {', '.join(CONDITIONS)} (any randomization "
+                    "name).")
+  cli.define_int("randomization_seed", 0, "Seeds the randomization.", low=0,
+                 high=cli.MAX_SEED)
 
 
 def condition_names(values) -> tuple[str, ...]:
@@ -273,7 +278,6 @@ def setup_text(data_config, dataset, train_config) -> str:
 def plot_histograms(path, rates, labels, num_seeds):
   """Fig. 1: histogram of per-example rates; binomial expectations overlaid."""
   plt = reporting.pyplot()
-  from scipy import stats as scipy_stats  # pylint: disable=g-import-not-at-top
   edges = np.linspace(0, 1, 21)
   k = np.arange(num_seeds + 1)
   bin_of_k = np.clip(np.digitize(k / num_seeds, edges) - 1, 0, len(edges) - 2)
@@ -296,23 +300,32 @@ def plot_histograms(path, rates, labels, num_seeds):
   return reporting.save_figure(fig, path)
 
 
-def main(argv):
-  del argv
-  conditions = condition_names(FLAGS.conditions)
+def config_from_flags(values) -> studies.StudyConfig:
+  """The run's frozen config (--smoke: 200 examples, 8 seeds); raises
+  ValueError on bad input."""
+  conditions = condition_names(values.conditions)
   data_config, train_config = cli.configs(
-      FLAGS, smoke_data=SMOKE_DATA, smoke_train=dict(num_seeds=SMOKE_SEEDS),
+      values, smoke_data=SMOKE_DATA, smoke_train=dict(num_seeds=SMOKE_SEEDS),
       stop_when_fit=False)
-  study = studies.StudyConfig(data_config, train_config, conditions,
-                              randomization_seed=FLAGS.randomization_seed)
+  return studies.StudyConfig(data_config, train_config, conditions,
+                             randomization_seed=values.randomization_seed)
+
+
+def run(config: studies.StudyConfig, workdir: str,
+        control: cli.RunControl = cli.RunControl()) -> dict:
+  """Trains (or loads) every condition for one epoch, prints the claims and
+  writes results.json, rates.npz and the figure into ``workdir``; returns
+  results.json's contents."""
+  data_config, train_config = config.data, config.train
   dataset = data_lib.load(data_config)
-  cli.prepare(FLAGS, dataset, [train_config])
+  cli.claim_workdir(workdir, config, control, dataset, [train_config])
   print(setup_text(data_config, dataset, train_config))
   summary, rates, labels = {}, {}, {}
-  for name in conditions:
+  for name in config.conditions:
     arrays, labels[name], resumed = run_condition(
-        dataset, study, name, FLAGS.workdir, FLAGS.progress)
+        dataset, config, name, workdir, control.progress)
     if resumed:
-      print(f"{name}: loaded the finished run from {FLAGS.workdir}/conditions"
+      print(f"{name}: loaded the finished run from {workdir}/conditions"
             " (no retraining)")
     summary[name], rates[name] = summarize(arrays, labels[name])
   rows = [{"condition": n, **s} for n, s in summary.items()]
@@ -327,16 +340,18 @@ def main(argv):
         "(when trained).")
   verdicts = claims(summary)
   print(reporting.format_claims(verdicts))
-  checkpointing.save_npz(os.path.join(FLAGS.workdir, "rates.npz"),
+  checkpointing.save_npz(os.path.join(workdir, "rates.npz"),
                          **{f"{n}_rate": r for n, r in rates.items()},
                          **{f"{n}_label": y for n, y in labels.items()})
-  figure = plot_histograms(os.path.join(FLAGS.workdir, "easy_examples.png"),
+  figure = plot_histograms(os.path.join(workdir, "easy_examples.png"),
                            rates, labels, train_config.num_seeds)
   runs = {n: {"misclassification_rate": r, "label": labels[n]}
           for n, r in rates.items()}
-  path = cli.write_results(FLAGS, "easy_examples", runs, summary, verdicts)
-  print(f"Wrote {path} and {figure}")
+  saved = cli.save_results(workdir, "easy_examples", config, runs, summary,
+                           verdicts)
+  print(f"Wrote {workdir}/results.json and {figure}")
+  return saved
 
 
 if __name__ == "__main__":
-  cli.run_main(main)
+  cli.main(sys.modules[__name__])

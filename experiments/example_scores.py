@@ -66,9 +66,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 
 from absl import flags
 import numpy as np
+import pandas as pd
 
 from memjax import checkpointing
 from memjax import cli
@@ -87,32 +89,35 @@ PAPER_SEEDS = 10
 LABEL_NOISE = {"uniform": "uniformly from all classes",
                "different_class": "uniformly from the other classes"}
 
-cli.define_data_flags(standardize=False)
-flags.FLAGS.set_default("train_size", 1000)
-cli.define_train_flags(model="mlp1x512", seeds=PAPER_SEEDS, max_epochs=30,
-                       batch_size=64, shard_seeds=False)
-cli.define_run_flags("runs/example_scores")
-flags.DEFINE_bool("normalize", True,
-                  "Then subtract the training set's per-channel mean and "
-                  "divide by its std (the papers' mean/std normalization).")
-flags.DEFINE_string("noise", "corrupt_0.2",
-                    "Label noise condition, e.g. corrupt_0.2 or corrupt_0.4.")
-flags.DEFINE_enum("label_noise", "uniform", ["uniform", "different_class"],
-                  "Corrupted labels: uniform over all classes or forced to a "
-                  "different class.")
-cli.define_int("score_epoch", 3,
-               "Epochs trained before EL2N and GraNd are computed (Paul et al.: "
-               "early, ~10% of training); at most --max_epochs.", low=1)
-cli.define_int("microbatch", 64,
-               "Examples per GraNd microbatch (bounds memory).", low=1)
-cli.define_int("randomization_seed", 0, "Seeds the randomization.", low=0,
-               high=cli.MAX_SEED)
-FLAGS = flags.FLAGS
-
 # --smoke: 200 examples, 2 seeds, 4 epochs (scores after 1).
 SMOKE_DATA = dict(train_size=200, test_size=64)
 SMOKE_TRAIN = dict(num_seeds=2, max_epochs=4)
 SMOKE_SCORE_EPOCH = 1
+
+
+def define_flags() -> None:
+  """This experiment's flags, defined when it runs (not on import)."""
+  cli.define_data_flags(standardize=False)
+  flags.FLAGS.set_default("train_size", 1000)
+  cli.define_train_flags(model="mlp1x512", seeds=PAPER_SEEDS, max_epochs=30,
+                         batch_size=64, shard_seeds=False)
+  cli.define_run_flags("runs/example_scores")
+  flags.DEFINE_bool("normalize", True,
+                    "Then subtract the training set's per-channel mean and "
+                    "divide by its std (the papers' mean/std normalization).")
+  flags.DEFINE_string("noise", "corrupt_0.2",
+                      "Label noise condition, e.g. corrupt_0.2 or "
+                      "corrupt_0.4.")
+  flags.DEFINE_enum("label_noise", "uniform", ["uniform", "different_class"],
+                    "Corrupted labels: uniform over all classes or forced to "
+                    "a different class.")
+  cli.define_int("score_epoch", 3,
+                 "Epochs trained before EL2N and GraNd are computed (Paul et "
+                 "al.: early, ~10% of training); at most --max_epochs.", low=1)
+  cli.define_int("microbatch", 64,
+                 "Examples per GraNd microbatch (bounds memory).", low=1)
+  cli.define_int("randomization_seed", 0, "Seeds the randomization.", low=0,
+                 high=cli.MAX_SEED)
 
 
 def normalized(dataset: data_lib.Dataset) -> tuple[data_lib.Dataset, dict]:
@@ -281,37 +286,76 @@ def plot_scores(path, scores, corrupted, aucs):
   return reporting.save_figure(fig, path)
 
 
-def main(argv):
-  del argv
-  if FLAGS.score_epoch > FLAGS.max_epochs:
+def check_score_epoch(score_epoch: int, max_epochs: int) -> None:
+  if not 1 <= score_epoch <= max_epochs:
     raise ValueError(f"--score_epoch must be in [1, --max_epochs="
-                     f"{FLAGS.max_epochs}], got {FLAGS.score_epoch}.")
-  score_epoch = SMOKE_SCORE_EPOCH if FLAGS.smoke else FLAGS.score_epoch
-  data_config, train_config = cli.configs(FLAGS, SMOKE_DATA, SMOKE_TRAIN,
+                     f"{max_epochs}], got {score_epoch}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Everything that determines a run's results."""
+
+  study: studies.StudyConfig  # data, training, the one noise condition
+  normalize: bool = True  # the training set's per-channel mean/std
+  score_epoch: int = 3  # EL2N and GraNd after this many epochs
+  microbatch: int = 64  # examples per GraNd microbatch
+
+  def __post_init__(self):
+    if len(self.study.conditions) != 1:
+      raise ValueError(f"example_scores runs one noise condition, got "
+                       f"{self.study.conditions}.")
+    if self.study.randomization(self.noise).kind != "corrupt_labels":
+      raise ValueError(f"--noise must be label noise (corrupt_<p> or "
+                       f"randY_<p>), got {self.noise!r}.")
+    check_score_epoch(self.score_epoch, self.study.train.max_epochs)
+    if self.microbatch < 1:
+      raise ValueError(f"--microbatch must be >= 1, got {self.microbatch}.")
+
+  @property
+  def noise(self) -> str:
+    return self.study.conditions[0]
+
+
+def config_from_flags(values) -> Config:
+  """The run's frozen config (--smoke shrinks it, scores after 1 epoch);
+  raises ValueError on bad input."""
+  check_score_epoch(values.score_epoch, values.max_epochs)
+  data_config, train_config = cli.configs(values, SMOKE_DATA, SMOKE_TRAIN,
                                           stop_when_fit=False)
-  study = studies.StudyConfig(data_config, train_config, (FLAGS.noise,),
-                              label_noise=FLAGS.label_noise,
-                              randomization_seed=FLAGS.randomization_seed)
-  if study.randomization(FLAGS.noise).kind != "corrupt_labels":
-    raise ValueError(f"--noise must be label noise (corrupt_<p> or randY_<p>), "
-                     f"got {FLAGS.noise!r}.")
+  study = studies.StudyConfig(data_config, train_config, (values.noise,),
+                              label_noise=values.label_noise,
+                              randomization_seed=values.randomization_seed)
+  return Config(study, normalize=values.normalize,
+                score_epoch=(SMOKE_SCORE_EPOCH if values.smoke
+                             else values.score_epoch),
+                microbatch=values.microbatch)
+
+
+def run(config: Config, workdir: str,
+        control: cli.RunControl = cli.RunControl()) -> dict:
+  """Trains the early and the full run, scores every example, prints the
+  claims and writes results.json, scores.csv, scores.npz and the figure into
+  ``workdir``; returns results.json's contents."""
+  study, noise, score_epoch = config.study, config.noise, config.score_epoch
+  data_config, train_config = study.data, study.train
   dataset = data_lib.load(data_config)
   norms = None
-  if FLAGS.normalize:
+  if config.normalize:
     dataset, norms = normalized(dataset)
-  cli.prepare(FLAGS, dataset, [train_config])
+  cli.claim_workdir(workdir, config, control, dataset, [train_config])
   print(setup_text(data_config, dataset, train_config, score_epoch,
-                   FLAGS.noise, FLAGS.label_noise, norms))
-  train_data, corrupted, _ = studies.randomize(dataset, study, FLAGS.noise)
+                   noise, study.label_noise, norms))
+  train_data, corrupted, _ = studies.randomize(dataset, study, noise)
   per_seed, extra, history = compute_scores(
-      train_config, score_epoch, train_data, FLAGS.microbatch, FLAGS.workdir,
-      FLAGS.progress, FLAGS.checkpoint_seconds)
+      train_config, score_epoch, train_data, config.microbatch, workdir,
+      control.progress, control.checkpoint_seconds)
   changed = train_data.y_train != dataset.y_train  # uniform noise may keep the class
   scores = {name: values.mean(0) for name, values in per_seed.items()}
   row = summarize(scores, changed, history, extra)
   row.update(seeds=train_config.num_seeds, score_epoch=score_epoch,
              epochs=train_config.max_epochs)
-  summary = {FLAGS.noise: row}
+  summary = {noise: row}
   print(reporting.format_table(
       [{"score": n, "auc": row[f"{n}_auc"], "auc_low": row[f"{n}_auc_low"],
         "auc_high": row[f"{n}_auc_high"], "clean": row[f"{n}_clean"],
@@ -324,20 +368,21 @@ def main(argv):
   columns = {"index": np.arange(len(changed)), "label": train_data.y_train,
              "original_label": dataset.y_train, "corrupted": changed,
              **scores, **extra}
-  import pandas as pd  # pylint: disable=g-import-not-at-top
-  csv_path = os.path.join(FLAGS.workdir, "scores.csv")
+  csv_path = os.path.join(workdir, "scores.csv")
   checkpointing.register(csv_path)
   pd.DataFrame(columns).to_csv(csv_path, index=False)
-  checkpointing.save_npz(os.path.join(FLAGS.workdir, "scores.npz"), **columns,
+  checkpointing.save_npz(os.path.join(workdir, "scores.npz"), **columns,
                          **{f"{n}_per_seed": v for n, v in per_seed.items()},
                          selected_for_noise=corrupted)
-  figure = plot_scores(os.path.join(FLAGS.workdir, "scores.png"), scores,
+  figure = plot_scores(os.path.join(workdir, "scores.png"), scores,
                        changed, {n: row[f"{n}_auc"] for n in SCORES})
-  runs = {FLAGS.noise: {"train_acc": history["train_acc"],
+  runs = {noise: {"train_acc": history["train_acc"],
                         "test_acc": history["test_acc"]}}
-  path = cli.write_results(FLAGS, "example_scores", runs, summary, verdicts)
-  print(f"Wrote {path}, {csv_path} and {figure}")
+  saved = cli.save_results(workdir, "example_scores", config, runs, summary,
+                           verdicts)
+  print(f"Wrote {workdir}/results.json, {csv_path} and {figure}")
+  return saved
 
 
 if __name__ == "__main__":
-  cli.run_main(main)
+  cli.main(sys.modules[__name__])

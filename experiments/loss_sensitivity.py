@@ -88,7 +88,9 @@ over training, Fig. 3), class_matrix.png (g_ij, Fig. 4).
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import sys
 
 from absl import flags
 import numpy as np
@@ -96,11 +98,12 @@ import numpy as np
 from memjax import checkpointing
 from memjax import cli
 from memjax import data as data_lib
+from memjax import keys
 from memjax import randomization as rand_lib
 from memjax import reporting
 from memjax import sensitivity
 from memjax import stats
-from memjax import studies
+from memjax import training
 
 # Condition -> randomization applied to the data (nway relabels after it).
 CONDITIONS = {"real": "real", "randX": "randX", "randY": "randY",
@@ -112,25 +115,28 @@ FORMS = {"gini": "unrolled (the paper's reading)", "gini_direct": "direct"}
 # The paper's setup.
 PAPER_MODEL, PAPER_IMAGE_SIZE, PAPER_TRAIN_SIZE = "mlp2x16", 14, 1000
 
-cli.define_data_flags(standardize=False)
-flags.FLAGS.set_default("train_size", 1000)
-flags.FLAGS.set_default("image_size", 14)
-cli.define_train_flags(model="mlp2x16", seeds=3, max_epochs=100, batch_size=100,
-                       seed_chunk=False, shard_seeds=False)
-cli.define_run_flags("runs/loss_sensitivity")
-flags.DEFINE_list("conditions", list(CONDITIONS),
-                  f"Subset of {', '.join(CONDITIONS)}.")
-flags.DEFINE_enum("norm", "l1", ["l1", "l2", "linf"],
-                  "Norm of dL/dx (the paper's l1; l2 and linf look similar).")
-cli.define_int("unroll", 1, "SGD steps differentiated through (k).", low=1)
-cli.define_int("randomization_seed", 0, "Seeds the randomization.", low=0,
-               high=cli.MAX_SEED)
-FLAGS = flags.FLAGS
-
 # --smoke: 200 examples in batches of 48 (5 steps per epoch, the last one
 # partial), 2 seeds, 2 epochs.
 SMOKE_DATA = dict(train_size=200, test_size=64)
 SMOKE_TRAIN = dict(num_seeds=2, max_epochs=2, batch_size=48)
+
+
+def define_flags() -> None:
+  """This experiment's flags, defined when it runs (not on import)."""
+  cli.define_data_flags(standardize=False)
+  flags.FLAGS.set_default("train_size", 1000)
+  flags.FLAGS.set_default("image_size", 14)
+  cli.define_train_flags(model="mlp2x16", seeds=3, max_epochs=100,
+                         batch_size=100, seed_chunk=False, shard_seeds=False)
+  cli.define_run_flags("runs/loss_sensitivity")
+  flags.DEFINE_list("conditions", list(CONDITIONS),
+                    f"Subset of {', '.join(CONDITIONS)}.")
+  flags.DEFINE_enum("norm", "l1", ["l1", "l2", "linf"],
+                    "Norm of dL/dx (the paper's l1; l2 and linf look "
+                    "similar).")
+  cli.define_int("unroll", 1, "SGD steps differentiated through (k).", low=1)
+  cli.define_int("randomization_seed", 0, "Seeds the randomization.", low=0,
+                 high=cli.MAX_SEED)
 
 
 def condition_names(values) -> tuple[str, ...]:
@@ -150,7 +156,7 @@ def condition_data(dataset, name, randomization_seed):
   """(x, y, num_classes) of one condition's training set, in dataset order."""
   randomized = rand_lib.apply(
       dataset, rand_lib.from_name(CONDITIONS[name]),
-      studies.condition_key(randomization_seed, name)).dataset
+      keys.condition_key(randomization_seed, name)).dataset
   if name == "nway":
     n = randomized.x_train.shape[0]
     return randomized.x_train, np.arange(n, dtype=np.int32), n
@@ -337,31 +343,59 @@ def plot_class_matrices(path, matrices):
   return reporting.save_figure(fig, path)
 
 
-def main(argv):
-  del argv
-  conditions = condition_names(FLAGS.conditions)
-  data_config, train_config = cli.configs(FLAGS, SMOKE_DATA, SMOKE_TRAIN)
-  configs = {name: sensitivity.SensitivityConfig(norm=FLAGS.norm,
-                                                 unroll=FLAGS.unroll)
-             for name in conditions}
-  # A C x C matrix per window is cheap for 10 classes, not for n classes.
-  if "nway" in configs:
-    configs["nway"] = sensitivity.SensitivityConfig(
-        norm=FLAGS.norm, unroll=FLAGS.unroll, class_matrix=False)
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Everything that determines a run's results."""
+
+  data: data_lib.DataConfig
+  train: training.TrainConfig
+  conditions: tuple[str, ...]  # keys of CONDITIONS
+  measure: sensitivity.SensitivityConfig  # norm and unroll, every condition
+  randomization_seed: int = 0
+
+  def __post_init__(self):
+    condition_names(self.conditions)
+
+  def condition_measure(self, name: str) -> sensitivity.SensitivityConfig:
+    """``measure`` of condition ``name``: a C x C matrix per window is cheap
+    for 10 classes, not for the n classes of nway."""
+    if name == "nway":
+      return dataclasses.replace(self.measure, class_matrix=False)
+    return self.measure
+
+
+def config_from_flags(values) -> Config:
+  """The run's frozen config (--smoke shrinks it); raises ValueError on bad
+  input."""
+  conditions = condition_names(values.conditions)
+  data_config, train_config = cli.configs(values, SMOKE_DATA, SMOKE_TRAIN)
+  return Config(data_config, train_config, conditions,
+                sensitivity.SensitivityConfig(norm=values.norm,
+                                              unroll=values.unroll),
+                randomization_seed=values.randomization_seed)
+
+
+def run(config: Config, workdir: str,
+        control: cli.RunControl = cli.RunControl()) -> dict:
+  """Trains every condition while tracking its loss sensitivity, prints the
+  claims and writes results.json, sensitivity.npz and the figures into
+  ``workdir``; returns results.json's contents."""
+  data_config, train_config = config.data, config.train
   dataset = data_lib.load(data_config)
   n = len(dataset.y_train)
-  sensitivity.check_unroll(train_config, FLAGS.unroll, n)
-  cli.prepare(FLAGS, dataset, [train_config])
-  print(setup_text(data_config, dataset, train_config, configs[conditions[0]]))
+  sensitivity.check_unroll(train_config, config.measure.unroll, n)
+  cli.claim_workdir(workdir, config, control, dataset, [train_config])
+  print(setup_text(data_config, dataset, train_config, config.measure))
   summary, runs, curves, arrays, matrices = {}, {}, {}, {}, {}
-  for name in conditions:
-    x, y, num_classes = condition_data(dataset, name, FLAGS.randomization_seed)
-    checkpoint_dir = os.path.join(FLAGS.workdir, name, "checkpoints")
-    result = sensitivity.track(train_config, configs[name], x, y, num_classes,
-                               train_config.max_epochs,
-                               progress=name if FLAGS.progress else None,
+  for name in config.conditions:
+    x, y, num_classes = condition_data(dataset, name,
+                                       config.randomization_seed)
+    checkpoint_dir = os.path.join(workdir, name, "checkpoints")
+    result = sensitivity.track(train_config, config.condition_measure(name),
+                               x, y, num_classes, train_config.max_epochs,
+                               progress=control.bar(name),
                                checkpoint_dir=checkpoint_dir,
-                               checkpoint_seconds=FLAGS.checkpoint_seconds)
+                               checkpoint_seconds=control.checkpoint_seconds)
     summary[name], runs[name] = summarize(result, num_classes)
     curves[name] = (np.arange(1, summary[name]["epochs"] + 1),
                     runs[name]["gini"])
@@ -377,18 +411,19 @@ def main(argv):
       "diagonal_rows", "diagonal_margin", "epochs"]))
   verdicts = claims(summary)
   print(reporting.format_claims(verdicts))
-  checkpointing.save_npz(os.path.join(FLAGS.workdir, "sensitivity.npz"),
-                         **arrays)
+  checkpointing.save_npz(os.path.join(workdir, "sensitivity.npz"), **arrays)
   figures = [reporting.plot_curves(
-      os.path.join(FLAGS.workdir, "gini.png"), curves, "epoch",
+      os.path.join(workdir, "gini.png"), curves, "epoch",
       "Gini of loss sensitivity (unrolled)",
       f"{train_config.model}, {n} examples, {train_config.num_seeds} seeds")]
   if matrices:
     figures.append(plot_class_matrices(
-        os.path.join(FLAGS.workdir, "class_matrix.png"), matrices))
-  path = cli.write_results(FLAGS, "loss_sensitivity", runs, summary, verdicts)
-  print(f"Wrote {path} and {', '.join(figures)}")
+        os.path.join(workdir, "class_matrix.png"), matrices))
+  saved = cli.save_results(workdir, "loss_sensitivity", config, runs, summary,
+                           verdicts)
+  print(f"Wrote {workdir}/results.json and {', '.join(figures)}")
+  return saved
 
 
 if __name__ == "__main__":
-  cli.run_main(main)
+  cli.main(sys.modules[__name__])

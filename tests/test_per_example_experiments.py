@@ -1,64 +1,29 @@
 """The per-example experiments: their claims on summaries where the effect is
 present and where it is absent, their conditions' data, and --smoke runs end
-to end (results, resume, bad flags)."""
+to end in this process (results, resume, bad flags)."""
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
+import io
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 
-from absl import flags
 from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 import pandas as pd
 
+from experiments import easy_examples
+from experiments import example_scores
+from experiments import loss_sensitivity
+from memjax import cli
 from memjax import data as data_lib
+from memjax import reporting
 from memjax import studies
 from memjax import training
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_EXPERIMENTS = {}
-
-
-@contextlib.contextmanager
-def _isolated_flags():
-  """absl's global FLAGS, emptied while an experiment module is imported and
-  restored afterwards: every experiment defines flags of the same names, so
-  several can be imported into one process only this way (and only for their
-  pure functions: their flags are gone again afterwards)."""
-  values = flags.FLAGS
-  registries = (values._flags(), values.flags_by_module_dict(),  # pylint: disable=protected-access
-                values.flags_by_module_id_dict(),
-                values.key_flags_by_module_dict())
-  saved = [dict(r) for r in registries]
-  for registry in registries:
-    registry.clear()
-  try:
-    yield
-  finally:
-    for registry, before in zip(registries, saved):
-      registry.clear()
-      registry.update(before)
-
-
-def experiment(name):
-  """experiments/<name>.py as a module, for its pure functions."""
-  if name not in _EXPERIMENTS:
-    spec = importlib.util.spec_from_file_location(
-        f"memjax_experiment_{name}",
-        os.path.join(ROOT, "experiments", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    with _isolated_flags():
-      spec.loader.exec_module(module)
-    _EXPERIMENTS[name] = module
-  return _EXPERIMENTS[name]
 
 
 def verdict_of(claims, start: str) -> str:
@@ -81,7 +46,7 @@ class EasyExamplesClaimsTest(parameterized.TestCase):
 
   def setUp(self):
     super().setUp()
-    self.module = experiment("easy_examples")
+    self.module = easy_examples
 
   def claims(self, **conditions):
     return self.module.claims(conditions)
@@ -145,7 +110,7 @@ class EasyExamplesClaimsTest(parameterized.TestCase):
 class ConditionDataTest(absltest.TestCase):
 
   def test_randx_validation_inputs_are_noise_not_real_images(self):
-    module = experiment("easy_examples")
+    module = easy_examples
     dataset = data_lib.load(dataset_config())
     study = studies.StudyConfig(dataset_config(),
                                 training.TrainConfig(model="mlp1x8"),
@@ -190,7 +155,7 @@ class LossSensitivityClaimsTest(parameterized.TestCase):
 
   def setUp(self):
     super().setUp()
-    self.module = experiment("loss_sensitivity")
+    self.module = loss_sensitivity
 
   def summary(self, real, noise):
     # nway has n classes: no per-class matrix.
@@ -281,7 +246,7 @@ class ExampleScoresClaimsTest(parameterized.TestCase):
       ("below_chance", 0.3, 0.25, 0.35, "NOT REPRODUCED"),
       ("no_corrupted_examples", np.nan, np.nan, np.nan, "NOT REPRODUCED"))
   def test_auc_criterion(self, auc, low, high, want):
-    claims = experiment("example_scores").claims(
+    claims = example_scores.claims(
         scores_summary(auc, low, high))
     self.assertLen(claims, 3)
     self.assertEqual({c.verdict for c in claims}, {want})
@@ -290,7 +255,7 @@ class ExampleScoresClaimsTest(parameterized.TestCase):
 
   def test_normalized(self):
     dataset = data_lib.load(dataset_config())
-    got, norms = experiment("example_scores").normalized(dataset)
+    got, norms = example_scores.normalized(dataset)
     self.assertAlmostEqual(float(got.x_train.mean()), 0.0, places=4)
     self.assertAlmostEqual(float(got.x_train.std()), 1.0, places=4)
     np.testing.assert_allclose(
@@ -299,16 +264,37 @@ class ExampleScoresClaimsTest(parameterized.TestCase):
 
 # --- End to end --------------------------------------------------------------
 
-def run(script, workdir, *args):
-  return subprocess.run(
-      [sys.executable, f"experiments/{script}.py", "--smoke", "--workdir",
-       workdir, "--noprogress", *args], capture_output=True, text=True,
-      check=False, cwd=ROOT)
+def smoke_args(workdir, *args) -> list[str]:
+  return ["--smoke", "--noprogress", f"--workdir={workdir}", *args]
+
+
+def execute(experiment, workdir, *args) -> tuple[int, str, str]:
+  """(exit status, stdout, stderr) of ``python experiments/<experiment>.py
+  --smoke ...``, run in this process."""
+  out, err = io.StringIO(), io.StringIO()
+  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    code = cli.execute(experiment, smoke_args(workdir, *args))
+  return code, out.getvalue(), err.getvalue()
+
+
+def run_smoke(experiment, workdir, *args) -> tuple[dict, str]:
+  """(what ``experiment.run`` returns, i.e. results.json's contents; what it
+  prints) of the --smoke config of ``args``."""
+  config, _, _ = cli.from_args(experiment, smoke_args(workdir, *args))
+  out = io.StringIO()
+  with contextlib.redirect_stdout(out):
+    returned = experiment.run(config, workdir, cli.RunControl(progress=False))
+  return returned, out.getvalue()
 
 
 def results(workdir):
   with open(os.path.join(workdir, "results.json")) as f:
     return json.load(f)
+
+
+def as_json(value):
+  """``value`` as results.json stores it."""
+  return json.loads(json.dumps(reporting.to_jsonable(value)))
 
 
 class EndToEndTest(parameterized.TestCase):
@@ -320,11 +306,11 @@ class EndToEndTest(parameterized.TestCase):
 
   def test_easy_examples_and_resume(self):
     workdir = self.workdir()
-    proc = run("easy_examples", workdir)
-    self.assertEqual(proc.returncode, 0, proc.stderr)
-    self.assertIn("Setup:", proc.stdout)
-    self.assertIn("pixels / 255", proc.stdout)
-    self.assertIn("Claims:", proc.stdout)
+    code, stdout, stderr = execute(easy_examples, workdir)
+    self.assertEqual(code, 0, stderr)
+    self.assertIn("Setup:", stdout)
+    self.assertIn("pixels / 255", stdout)
+    self.assertIn("Claims:", stdout)
     r = results(workdir)
     self.assertEqual(set(r["summary"]), {"real", "randX", "randY"})
     for stats in r["summary"].values():
@@ -344,9 +330,9 @@ class EndToEndTest(parameterized.TestCase):
     # The same command again loads every finished condition: no training.
     saved = os.path.join(workdir, "conditions", "real.npz")
     modified = os.stat(saved).st_mtime_ns
-    again = run("easy_examples", workdir)
-    self.assertEqual(again.returncode, 0, again.stderr)
-    self.assertEqual(again.stdout.count("(no retraining)"), 3)
+    code, stdout, stderr = execute(easy_examples, workdir)
+    self.assertEqual(code, 0, stderr)
+    self.assertEqual(stdout.count("(no retraining)"), 3)
     self.assertEqual(os.stat(saved).st_mtime_ns, modified)
     second = results(workdir)
     self.assertEqual(second["summary"], r["summary"])
@@ -354,10 +340,11 @@ class EndToEndTest(parameterized.TestCase):
 
   def test_loss_sensitivity(self):
     workdir = self.workdir()
-    proc = run("loss_sensitivity", workdir, "--conditions=real,randY,nway")
-    self.assertEqual(proc.returncode, 0, proc.stderr)
-    self.assertIn("14, 14, 1", proc.stdout)  # the paper's 14x14 digits
+    returned, stdout = run_smoke(loss_sensitivity, workdir,
+                                 "--conditions=real,randY,nway")
+    self.assertIn("14, 14, 1", stdout)  # the paper's 14x14 digits
     r = results(workdir)
+    self.assertEqual(as_json(returned), r)
     self.assertEqual(set(r["summary"]), {"real", "randY", "nway"})
     for stats in r["summary"].values():
       self.assertBetween(stats["gini"], 0.0, 1.0)
@@ -377,9 +364,9 @@ class EndToEndTest(parameterized.TestCase):
 
   def test_example_scores(self):
     workdir = self.workdir()
-    proc = run("example_scores", workdir, "--noise=corrupt_0.4")
-    self.assertEqual(proc.returncode, 0, proc.stderr)
+    returned, _ = run_smoke(example_scores, workdir, "--noise=corrupt_0.4")
     r = results(workdir)
+    self.assertEqual(as_json(returned), r)
     stats = r["summary"]["corrupt_0.4"]
     for score in ("el2n", "grand", "forgetting"):
       self.assertBetween(stats[f"{score}_auc"], 0.0, 1.0)
@@ -401,23 +388,23 @@ class EndToEndTest(parameterized.TestCase):
       self.assertTrue(os.path.exists(os.path.join(workdir, piece)), piece)
 
   @parameterized.named_parameters(
-      ("scores_not_label_noise", "example_scores", ["--noise=randX"],
+      ("scores_not_label_noise", example_scores, ["--noise=randX"],
        "--noise"),
-      ("score_epoch_after_training", "example_scores", ["--score_epoch=99"],
+      ("score_epoch_after_training", example_scores, ["--score_epoch=99"],
        "--score_epoch"),
-      ("unknown_condition", "easy_examples", ["--conditions=real,bogus"],
+      ("unknown_condition", easy_examples, ["--conditions=real,bogus"],
        "bogus"),
-      ("no_easy_conditions", "easy_examples", ["--conditions="],
+      ("no_easy_conditions", easy_examples, ["--conditions="],
        "--conditions"),
-      ("no_sensitivity_conditions", "loss_sensitivity", ["--conditions="],
+      ("no_sensitivity_conditions", loss_sensitivity, ["--conditions="],
        "--conditions"),
-      ("unroll_past_epoch", "loss_sensitivity", ["--unroll=9"], "--unroll"))
-  def test_bad_flags_exit_2_and_write_nothing(self, script, args, named):
+      ("unroll_past_epoch", loss_sensitivity, ["--unroll=9"], "--unroll"))
+  def test_bad_flags_exit_2_and_write_nothing(self, experiment, args, named):
     workdir = self.workdir()
-    proc = run(script, workdir, *args)
-    self.assertEqual(proc.returncode, 2, proc.stderr)
-    self.assertNotIn("Traceback", proc.stderr)
-    last = proc.stderr.strip().splitlines()[-1]
+    code, _, stderr = execute(experiment, workdir, *args)
+    self.assertEqual(code, 2, stderr)
+    self.assertNotIn("Traceback", stderr)
+    last = stderr.strip().splitlines()[-1]
     self.assertTrue(last.startswith("error: "), last)
     self.assertIn(named, last)
     self.assertFalse(os.path.exists(workdir))
