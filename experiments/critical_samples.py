@@ -79,16 +79,15 @@ import dataclasses
 import os
 import re
 import sys
-import time
 
 from absl import flags
 import numpy as np
-import tqdm
 
 from memjax import checkpointing
 from memjax import cli
 from memjax import complexity
 from memjax import data as data_lib
+from memjax import hooks
 from memjax import keys
 from memjax import randomization as rand_lib
 from memjax import reporting
@@ -240,101 +239,95 @@ def measurement_epochs(max_epochs: int, csr_every: int) -> list[int]:
                 if e % csr_every == 0 or e == max_epochs]
 
 
+class MeasureCsr(hooks.Hook):
+  """A ``training.fit`` hook: which probe examples are critical, per lane, at
+  each of ``epochs`` (0: the initialization).
+
+  Each measurement is saved to ``folder/epoch_<e>.npz`` as soon as it is made,
+  tied to the run's checkpoint fingerprint; a resumed run reloads the saved
+  ones (the run's checkpoint is never ahead of them) and measures the rest.
+  The LASS keys of epoch e are ``derive(seed_key(lass_seed), e)`` split over
+  the lanes, so a measurement does not depend on when the run was resumed.
+  """
+
+  def __init__(self, probes: dict, lass_config: complexity.LassConfig,
+               lass_seed: int, epochs, folder: str):
+    self.probes, self.lass_config, self.lass_seed = probes, lass_config, lass_seed
+    self.epochs, self.folder = list(epochs), folder
+    self.critical = {}  # epoch -> {"val", "train": (lanes, m) bool}
+    checkpointing.register(folder)
+    os.makedirs(folder, exist_ok=True)
+
+  def path(self, epoch: int) -> str:
+    return os.path.join(self.folder, f"epoch_{epoch:05d}.npz")
+
+  def measure(self, trainer, state, epoch: int, run_stamp: str) -> None:
+    path, stamp = self.path(epoch), checkpointing.fingerprint(run_stamp, epoch)
+    if os.path.exists(path):
+      self.critical[epoch] = checkpointing.load_npz(path, stamp)
+      return
+    lanes = self.probes["val"].x.shape[0]
+    lass_keys = keys.split(keys.derive(keys.seed_key(self.lass_seed), epoch),
+                           lanes)
+    critical = {split: np.asarray(complexity.seed_lass(
+        trainer, state, p.x, self.lass_config, lass_keys,
+        per_seed_inputs=True, scale=p.scale, low=p.low, high=p.high).critical)
+                for split, p in self.probes.items()}
+    checkpointing.save_npz(path, stamp, **critical)
+    self.critical[epoch] = critical
+
+  def start(self, run: hooks.RunStart) -> None:
+    for epoch in self.epochs:
+      if 0 < epoch <= run.epoch and not os.path.exists(self.path(epoch)):
+        raise ValueError(f"{self.path(epoch)} is missing but the checkpoint "
+                         f"of epoch {run.epoch} needs it; re-run with "
+                         "--overwrite to start again.")
+    # After a restore every earlier measurement is on disk (checked above), so
+    # ``run.state`` is measured only at the initialization of a fresh run.
+    for epoch in self.epochs:
+      if epoch <= run.epoch:
+        self.measure(run.trainer, run.state, epoch, run.fingerprint)
+
+  def end_epoch(self, event: hooks.EpochEnd) -> None:
+    if event.epoch in self.epochs:
+      self.measure(event.trainer, event.state, event.epoch, event.fingerprint)
+
+  def stacked(self) -> dict:
+    """{"epoch": (M,), "val"/"train": (M, lanes, m) bool} of every epoch."""
+    return {"epoch": np.array(self.epochs),
+            **{split: np.stack([self.critical[e][split] for e in self.epochs])
+               for split in SPLITS}}
+
+
 def train_with_csr(config, data, probes, lass_config, csr_every: int,
                    lass_seed: int, workdir: str, checkpoint_seconds: float,
                    progress: bool):
-  """Trains every lane as one vmapped run, measuring CSR along the way.
+  """Trains every lane as one vmapped run (``training.fit``), measuring CSR
+  along the way (``MeasureCsr``, at ``measurement_epochs``).
 
   The training state is checkpointed under ``workdir/checkpoints`` (at most
   every ``checkpoint_seconds`` and at the end) and each CSR measurement is
-  saved to ``workdir/csr/epoch_<e>.npz`` as soon as it is made, both tied to
-  the configuration by a fingerprint; a re-run restores the latest checkpoint
-  and reuses every saved measurement (training replays exactly).
+  saved to ``workdir/csr/epoch_<e>.npz``, both tied to the configuration by a
+  fingerprint; a re-run restores the latest checkpoint and reuses every saved
+  measurement (training replays exactly).
 
   Returns per-epoch accuracies {"train_acc", "val_acc"} (epochs, lanes) and
   {"epoch": (M,), "val"/"train": (M, lanes, m) bool}: which probe examples
   were critical at each measured epoch (0 = initialization).
   """
-  lanes = config.num_seeds
-  trainer = training.cached_trainer(config, data.input_shape,
-                                    data.num_classes)
-  seed_keys = keys.seed_keys(config.seed, lanes)
-  train_index = training.default_train_index(data, lanes)
-  steps = training.steps_per_epoch(config, data.num_train)
-  axes = dict(per_seed_inputs=True, per_seed_labels=True)
-  run_stamp = training.run_fingerprint(config, data, train_index)
-  csr_stamp = checkpointing.fingerprint(
-      run_stamp, lass_config, lass_seed,
-      [(p.ids, p.scale, p.low, p.high) for p in probes.values()])
-  epochs_measured = measurement_epochs(config.max_epochs, csr_every)
-  csr_dir = os.path.join(workdir, "csr")
-  checkpointing.register(csr_dir)
-  os.makedirs(csr_dir, exist_ok=True)
-  csr_path = lambda epoch: os.path.join(csr_dir, f"epoch_{epoch:05d}.npz")
-
-  def measure(state, epoch):
-    path, stamp = csr_path(epoch), checkpointing.fingerprint(csr_stamp, epoch)
-    if os.path.exists(path):
-      return checkpointing.load_npz(path, stamp)
-    lass_keys = keys.split(keys.derive(keys.seed_key(lass_seed), epoch),
-                           lanes)
-    critical = {split: np.asarray(complexity.seed_lass(
-        trainer, state, p.x, lass_config, lass_keys, per_seed_inputs=True,
-        scale=p.scale, low=p.low, high=p.high).critical)
-                for split, p in probes.items()}
-    checkpointing.save_npz(path, stamp, **critical)
-    return critical
-
-  history = {k: np.full((config.max_epochs, lanes), np.nan, np.float32)
-             for k in ("train_acc", "val_acc")}
-  carry = {"state": trainer.init(seed_keys), "history": history,
-           "epoch": np.int32(0)}
-  checkpointer = checkpointing.RunCheckpointer(
-      os.path.join(workdir, "checkpoints"), run_stamp)
-  latest = checkpointer.latest_step()
-  if latest is not None:
-    for epoch in epochs_measured:
-      if epoch <= latest and not os.path.exists(csr_path(epoch)):
-        raise ValueError(f"{csr_path(epoch)} is missing but the checkpoint of "
-                         f"epoch {latest} needs it; re-run with --overwrite "
-                         "to start again.")
-    carry = checkpointer.restore(carry)
-  state, epoch = carry["state"], int(carry["epoch"])
-  history = {k: np.array(v) for k, v in carry["history"].items()}
-  # After a restore every earlier measurement is on disk (checked above), so
-  # ``state`` is used only to measure the initialization of a fresh run.
-  critical = {e: measure(state, e) for e in epochs_measured if e <= epoch}
-  bar = tqdm.tqdm(total=config.max_epochs, initial=epoch, unit="epoch",
-                  disable=not progress, leave=False)
-  last_save = time.monotonic()
-  while epoch < config.max_epochs:
-    state, losses = trainer.train_epoch(state, seed_keys, epoch, data.x_train,
-                                        data.y_train, train_index, **axes)
-    training.check_finite(np.asarray(losses), config, first_step=epoch * steps)
-    epoch += 1
-    for key, x, y in (("train_acc", data.x_train, data.y_train),
-                      ("val_acc", data.x_test, data.y_test)):
-      loss, correct = trainer.evaluate(state, x, y, **axes)
-      training.check_finite_eval(loss, config, epoch * steps,
-                                 "training-set" if key == "train_acc"
-                                 else "validation-set")
-      history[key][epoch - 1] = np.asarray(correct).mean(1)
-    if epoch in epochs_measured:
-      critical[epoch] = measure(state, epoch)
-    bar.update(1)
-    bar.set_postfix(train_acc=f"{history['train_acc'][epoch - 1].min():.3f}",
-                    val_csr=f"{critical[max(critical)]['val'].mean():.3f}")
-    if (epoch == config.max_epochs
-        or time.monotonic() - last_save >= checkpoint_seconds):
-      checkpointer.save(epoch, {"state": state, "history": history,
-                                "epoch": np.int32(epoch)})
-      last_save = time.monotonic()
-  bar.close()
-  checkpointer.close()
-  return history, {"epoch": np.array(epochs_measured),
-                   **{split: np.stack([critical[e][split]
-                                       for e in epochs_measured])
-                      for split in SPLITS}}
+  csr = MeasureCsr(probes, lass_config, lass_seed,
+                   measurement_epochs(config.max_epochs, csr_every),
+                   os.path.join(workdir, "csr"))
+  fit = training.fit(
+      config, data, hooks=[csr],
+      checkpoint_dir=os.path.join(workdir, "checkpoints"),
+      checkpoint_seconds=checkpoint_seconds,
+      progress="training" if progress else None,
+      fingerprint_parts=(lass_config, lass_seed,
+                         [(p.ids, p.scale, p.low, p.high)
+                          for p in probes.values()]))
+  return ({"train_acc": fit.history["train_acc"],
+           "val_acc": fit.history["test_acc"]}, csr.stacked())
 
 
 def csr_mean_se(critical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
