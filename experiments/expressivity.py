@@ -78,8 +78,8 @@ float32 training error vs n).
 
 from __future__ import annotations
 
-import json
-import os
+import dataclasses
+import sys
 import time
 
 import jax
@@ -90,17 +90,23 @@ from memjax import checkpointing
 from memjax import cli
 from memjax import data as data_lib
 from memjax import expressivity
+from memjax import keys
 from memjax import reporting
 
-cli.define_data_flags(standardize=False)
-cli.define_run_flags("runs/expressivity")
-flags.DEFINE_list("sizes", ["500", "1000", "2000", "4000"],
-                  "Numbers of Gaussian points n for the sweep (integers >= 2).")
-cli.define_int("gaussian_dim", 784, "Dimension d of the Gaussian points.",
-               low=1)
-cli.define_int("seed", 0, "Seeds the data, the labels and the projection.",
-               low=0, high=cli.MAX_SEED)
-FLAGS = flags.FLAGS
+
+def define_flags() -> None:
+  """This experiment's flags, defined when it runs (not on import, so that
+  several experiments can run in one process)."""
+  cli.define_data_flags(standardize=False)
+  cli.define_run_flags("runs/expressivity")
+  flags.DEFINE_list("sizes", ["500", "1000", "2000", "4000"],
+                    "Numbers of Gaussian points n for the sweep (integers "
+                    ">= 2).")
+  cli.define_int("gaussian_dim", 784, "Dimension d of the Gaussian points.",
+                 low=1)
+  cli.define_int("seed", 0, "Seeds the data, the labels and the projection.",
+                 low=0, high=cli.MAX_SEED)
+
 
 SMOKE_SIZES = (50, 100)
 GAUSSIAN_CLASSES = 10
@@ -135,33 +141,19 @@ def run_case(x, labels, targets, key, x_test=None, y_test=None) -> dict:
   return row
 
 
-def cached_case(workdir: str, name: str, fingerprint: str, compute) -> dict:
-  """``compute()``'s row, saved to <workdir>/cases/<name>.npz; a re-run with
-  the same fingerprint loads it instead of recomputing (resume after a kill)."""
-  path = os.path.join(workdir, "cases", f"{name}.npz")
-  if os.path.exists(path):
-    return json.loads(str(checkpointing.load_npz(path, fingerprint)["row"]))
-  row = compute()
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  checkpointing.register(os.path.dirname(path))
-  checkpointing.save_npz(path, fingerprint, row=np.array(
-      json.dumps(reporting.to_jsonable(row))))
-  return row
-
-
 def seed_keys(seed: int):
   """(data, label, projection) keys: Gaussian inputs, random MNIST labels and
   the direction a."""
-  return jax.random.split(jax.random.key(seed), 3)
+  return keys.split(keys.seed_key(seed), 3)
 
 
 def gaussian_data(n: int, d: int, seed: int):
   """(x, labels, projection key) of the Gaussian case with n points, a
   function of (seed, n) alone, so that any case can be computed on its own."""
   data_key, _, projection_key = seed_keys(seed)
-  x = np.asarray(jax.random.normal(jax.random.fold_in(data_key, n), (n, d)))
-  labels = np.random.default_rng([seed, n]).integers(0, GAUSSIAN_CLASSES, n)
-  return x, labels, jax.random.fold_in(projection_key, n)
+  x = np.asarray(jax.random.normal(keys.derive(data_key, n), (n, d)))
+  labels = keys.numpy_rng(seed, n).integers(0, GAUSSIAN_CLASSES, n)
+  return x, labels, keys.derive(projection_key, n)
 
 
 def case_prefix(dataset_name: str) -> str:
@@ -169,24 +161,51 @@ def case_prefix(dataset_name: str) -> str:
   return "mnist" if dataset_name in ("mnist", "mnist5k") else dataset_name
 
 
-def main(argv):
-  del argv
-  data_config = cli.data_config(FLAGS,
-                                **(cli.SMOKE_DATA if FLAGS.smoke else {}))
-  sizes = (SMOKE_SIZES if FLAGS.smoke
-           else tuple(cli.positive_ints("sizes", FLAGS.sizes)))
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Everything that decides this experiment's results."""
+
+  data: data_lib.DataConfig
+  sizes: tuple[int, ...]  # numbers of Gaussian points n of the sweep
+  gaussian_dim: int  # dimension d of the Gaussian points
+  seed: int  # seeds the data, the labels and the projection
+
+
+def config_from_flags(values) -> Config:
+  """The run's frozen config (--smoke shrinks the data and the sweep); raises
+  ValueError on bad input."""
+  data_config = cli.data_config(values,
+                                **(cli.SMOKE_DATA if values.smoke else {}))
+  sizes = (SMOKE_SIZES if values.smoke
+           else tuple(cli.positive_ints("sizes", values.sizes)))
   if min(sizes) < 2:
-    raise ValueError(f"--sizes must be integers >= 2, got {FLAGS.sizes}.")
+    raise ValueError(f"--sizes must be integers >= 2, got {values.sizes}.")
   for n in sizes:
-    expressivity.check_size(n, FLAGS.gaussian_dim)
-  dataset = data_lib.load(data_config)
+    expressivity.check_size(n, values.gaussian_dim)
+  return Config(data=data_config, sizes=sizes,
+                gaussian_dim=values.gaussian_dim, seed=values.seed)
+
+
+def cached_row(workdir: str, name: str, fingerprint: str, compute) -> dict:
+  """``compute()``'s row, computed once per workdir (resume after a kill)."""
+  row, _ = checkpointing.cached_case(workdir, name, fingerprint,
+                                     lambda: (compute(), {}))
+  return row
+
+
+def run(config: Config, workdir: str,
+        control: cli.RunControl = cli.RunControl()) -> dict:
+  """Builds the network of every case (or loads the finished ones), prints
+  the claims and writes results.json and the figures into ``workdir``;
+  returns results.json's contents."""
+  dataset = data_lib.load(config.data)
   expressivity.check_size(len(dataset.y_train),
                           int(np.prod(dataset.input_shape)))
-  cli.prepare(FLAGS, dataset)
+  cli.claim_workdir(workdir, config, control, dataset)
   print(reporting.format_setup(
-      data_config, dataset,
-      gaussian_points=f"x ~ N(0, I_d), d={FLAGS.gaussian_dim}, n in "
-                      f"{', '.join(map(str, sizes))}",
+      config.data, dataset,
+      gaussian_points=f"x ~ N(0, I_d), d={config.gaussian_dim}, n in "
+                      f"{', '.join(map(str, config.sizes))}",
       labels="random: uniform over 10 classes; true: the dataset's; scalar "
              "output fits the class index (scored by rounding), k outputs fit "
              "one-hot targets (scored by argmax)",
@@ -195,17 +214,17 @@ def main(argv):
                          "experiment for it"))
 
   sweep = []
-  for n in sizes:
-    x, labels, key = gaussian_data(n, FLAGS.gaussian_dim, FLAGS.seed)
+  for n in config.sizes:
+    x, labels, key = gaussian_data(n, config.gaussian_dim, config.seed)
     name = f"gaussian_n{n}"
-    sweep.append(cached_case(
-        FLAGS.workdir, name,
+    sweep.append(cached_row(
+        workdir, name,
         checkpointing.fingerprint(name, x, labels, jax.random.key_data(key)),
         lambda: run_case(x, labels, labels.astype(float), key)))
     print(f"gaussian n={n}: train error {sweep[-1]['train_error']:.2%}, "
           f"{sweep[-1]['seconds']:.1f}s")
 
-  _, label_key, projection_key = seed_keys(FLAGS.seed)
+  _, label_key, projection_key = seed_keys(config.seed)
   k = dataset.num_classes
   random_labels = np.asarray(jax.random.randint(
       label_key, (len(dataset.y_train),), 0, k))
@@ -218,9 +237,9 @@ def main(argv):
            f"{prefix}_random_labels_onehot": (random_labels,
                                               np.eye(k)[random_labels])}
   for name, (labels, targets) in cases.items():
-    summary[name] = cached_case(
-        FLAGS.workdir, name,
-        checkpointing.fingerprint(name, data_config, dataset.x_train, targets,
+    summary[name] = cached_row(
+        workdir, name,
+        checkpointing.fingerprint(name, config.data, dataset.x_train, targets,
                                   dataset.x_test, dataset.y_test,
                                   jax.random.key_data(projection_key)),
         lambda: run_case(dataset.x_train, labels, targets, projection_key,
@@ -239,24 +258,26 @@ def main(argv):
         "float32. rounding_scale = eps * max|<a, x>| * |w|_1 predicts the "
         "output error; rounded outputs are exact while it is well below 0.5.")
 
-  ns = np.array(sizes, float)
+  ns = np.array(config.sizes, float)
   conditioning = reporting.plot_curves(
-      f"{FLAGS.workdir}/conditioning.png",
+      f"{workdir}/conditioning.png",
       {"condition number of A (1-norm)":
            (ns, np.array([r["condition_number"] for r in sweep])),
        "1 / smallest eigenvalue min(z_i - b_i)":
            (ns, np.array([1 / r["min_eigenvalue"] for r in sweep]))},
-      "n (Gaussian points)", "value", f"Theorem 1, d={FLAGS.gaussian_dim}",
+      "n (Gaussian points)", "value", f"Theorem 1, d={config.gaussian_dim}",
       logy=True)
   errors = reporting.plot_curves(
-      f"{FLAGS.workdir}/train_error.png",
+      f"{workdir}/train_error.png",
       {"float64": (ns, np.array([r["train_error"] for r in sweep])),
        "float32": (ns, np.array([r["train_error_float32"] for r in sweep]))},
       "n (Gaussian points)", "training error (random labels)",
       "Theorem 1 network: the same weights in two precisions")
-  path = cli.write_results(FLAGS, "expressivity", sweep, summary, verdicts)
-  print(f"Wrote {path}, {conditioning} and {errors}")
+  saved = cli.save_results(workdir, "expressivity", config, sweep, summary,
+                           verdicts)
+  print(f"Wrote {workdir}/results.json, {conditioning} and {errors}")
+  return saved
 
 
 if __name__ == "__main__":
-  cli.run_main(main)
+  cli.main(sys.modules[__name__])

@@ -116,8 +116,7 @@ the minimum-norm solution vs epoch).
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
+import sys
 import time
 
 import jax
@@ -129,36 +128,42 @@ from memjax import cli
 from memjax import data as data_lib
 from memjax import expressivity
 from memjax import kernels
+from memjax import keys
 from memjax import reporting
 from memjax import stats
 
-cli.define_data_flags(standardize=False)
-cli.define_run_flags("runs/implicit_regularization")
-cli.define_int("sgd_train_size", 200,
-               "Training points of the SGD cases (n <= d to interpolate).",
-               low=1)
-cli.define_int("sgd_epochs", 2000, "SGD epochs.", low=1)
-cli.define_int("sgd_batch_size", 10,
-               "SGD minibatch size (at most --sgd_train_size).", low=1)
-cli.define_float("init_scale", 0.01,
-                 "Std of the random init of the contrasting SGD run.", low=0,
-                 low_open=True)
-cli.define_int("rff_features", 2000,
-               "Random Fourier features of the kernel model (at least "
-               "--sgd_train_size to interpolate).", low=1)
-flags.DEFINE_enum("solver", "auto", list(kernels.SOLVERS),
-                  "Kernel solve: cholesky (float64), cg (float32), pinv, or "
-                  "auto (cholesky if it fits in --max_dense_gib, else cg).")
-cli.define_float("max_dense_gib", 4.0,
-                 "Largest float64 kernel matrix for the dense solve (GiB).",
-                 low=0, low_open=True)
-flags.DEFINE_bool("gabor", True, "Also solve on Gabor filter-bank features.")
-cli.define_int("seeds", 3,
-               "Seeds of the seed-dependent cases (SGD subsets, batch orders, "
-               "Gaussian data, random features, random labels).", low=1)
-cli.define_int("seed", 0, "First seed; seeds are seed..seed+S-1.", low=0,
-               high=cli.MAX_SEED)
-FLAGS = flags.FLAGS
+
+def define_flags() -> None:
+  """This experiment's flags, defined when it runs (not on import, so that
+  several experiments can run in one process)."""
+  cli.define_data_flags(standardize=False)
+  cli.define_run_flags("runs/implicit_regularization")
+  cli.define_int("sgd_train_size", 200,
+                 "Training points of the SGD cases (n <= d to interpolate).",
+                 low=1)
+  cli.define_int("sgd_epochs", 2000, "SGD epochs.", low=1)
+  cli.define_int("sgd_batch_size", 10,
+                 "SGD minibatch size (at most --sgd_train_size).", low=1)
+  cli.define_float("init_scale", 0.01,
+                   "Std of the random init of the contrasting SGD run.", low=0,
+                   low_open=True)
+  cli.define_int("rff_features", 2000,
+                 "Random Fourier features of the kernel model (at least "
+                 "--sgd_train_size to interpolate).", low=1)
+  flags.DEFINE_enum("solver", "auto", list(kernels.SOLVERS),
+                    "Kernel solve: cholesky (float64), cg (float32), pinv, or "
+                    "auto (cholesky if it fits in --max_dense_gib, else cg).")
+  cli.define_float("max_dense_gib", 4.0,
+                   "Largest float64 kernel matrix for the dense solve (GiB).",
+                   low=0, low_open=True)
+  flags.DEFINE_bool("gabor", True, "Also solve on Gabor filter-bank features.")
+  cli.define_int("seeds", 3,
+                 "Seeds of the seed-dependent cases (SGD subsets, batch "
+                 "orders, Gaussian data, random features, random labels).",
+                 low=1)
+  cli.define_int("seed", 0, "First seed; seeds are seed..seed+S-1.", low=0,
+                 high=cli.MAX_SEED)
+
 
 SMOKE = dict(sgd_train_size=32, sgd_epochs=20, rff_features=100, seeds=2)
 
@@ -228,21 +233,6 @@ def kernel_case(config: kernels.KernelConfig, x_train, labels, x_test, y_test,
   return row, {"test_wrong": np.argmax(test_outputs, -1) != y_test}
 
 
-def cached_case(workdir: str, name: str, fingerprint: str, compute):
-  """``compute()``'s (row, arrays), saved to <workdir>/cases/<name>.npz; a
-  re-run with the same fingerprint loads them instead (resume after a kill)."""
-  path = os.path.join(workdir, "cases", f"{name}.npz")
-  if os.path.exists(path):
-    arrays = checkpointing.load_npz(path, fingerprint)
-    return json.loads(str(arrays.pop("row"))), arrays
-  row, arrays = compute()
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  checkpointing.register(os.path.dirname(path))
-  checkpointing.save_npz(path, fingerprint, **arrays, row=np.array(
-      json.dumps(reporting.to_jsonable(row))))
-  return row, arrays
-
-
 def aggregate(rows: list[dict]) -> dict:
   """One summary row from per-seed rows: the mean of every number (the value
   itself for strings), and for SEED_FIELDS the SE and the maximum over seeds."""
@@ -288,7 +278,7 @@ def seed_data(dataset, seed: int, sgd_train_size: int, rff_features: int):
   """Everything seed-dependent: (random labels of the training set, SGD
   cases {name: (x, y, x_test, y_test)})."""
   k, n = dataset.num_classes, len(dataset.y_train)
-  label_key, gaussian_key, rff_key = jax.random.split(jax.random.key(seed), 3)
+  label_key, gaussian_key, rff_key = keys.split(keys.seed_key(seed), 3)
   random_labels = np.asarray(jax.random.randint(label_key, (n,), 0, k))
   subset = data_lib.stratified_subset(dataset.y_train, sgd_train_size, seed)
   x_sgd, y_sgd = dataset.x_train[subset], dataset.y_train[subset]
@@ -304,57 +294,93 @@ def seed_data(dataset, seed: int, sgd_train_size: int, rff_features: int):
       RANDOM_INIT_SGD: pixels}
 
 
-def main(argv):
-  del argv
-  values = {name: getattr(FLAGS, name) for name in SMOKE}
-  if FLAGS.smoke:
-    values.update({**SMOKE, "seeds": min(FLAGS.seeds, SMOKE["seeds"])})
-  seeds = range(FLAGS.seed, FLAGS.seed + values["seeds"])
-  if seeds[-1] > cli.MAX_SEED:
-    raise ValueError(f"--seed + --seeds - 1 = {seeds[-1]} exceeds the largest "
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Everything that decides this experiment's results."""
+
+  data: data_lib.DataConfig
+  kernel: kernels.KernelConfig  # the RBF kernel's solve
+  sgd_train_size: int  # training points of the SGD cases
+  sgd_epochs: int
+  sgd_batch_size: int
+  init_scale: float  # std of the random init of RANDOM_INIT_SGD
+  rff_features: int  # random Fourier features of the kernel model
+  gabor: bool  # also solve on Gabor filter-bank features
+  seed: int  # the first seed of the seed-dependent cases
+  num_seeds: int
+
+  @property
+  def seeds(self) -> range:
+    return range(self.seed, self.seed + self.num_seeds)
+
+  def sgd(self, name: str, seed: int) -> kernels.SGDConfig:
+    """The SGD of case ``name`` on ``seed``."""
+    return kernels.SGDConfig(
+        epochs=self.sgd_epochs, batch_size=self.sgd_batch_size,
+        init_scale=self.init_scale if name == RANDOM_INIT_SGD else 0.0,
+        seed=seed)
+
+
+def config_from_flags(values) -> Config:
+  """The run's frozen config (--smoke shrinks the data, the SGD cases and the
+  seeds); raises ValueError on bad input."""
+  sizes = {name: getattr(values, name) for name in SMOKE}
+  if values.smoke:
+    sizes.update({**SMOKE, "seeds": min(values.seeds, SMOKE["seeds"])})
+  last_seed = values.seed + sizes["seeds"] - 1
+  if last_seed > cli.MAX_SEED:
+    raise ValueError(f"--seed + --seeds - 1 = {last_seed} exceeds the largest "
                      f"seed {cli.MAX_SEED}; lower --seed or --seeds.")
-  if FLAGS.sgd_batch_size > values["sgd_train_size"]:
-    raise ValueError(f"--sgd_batch_size {FLAGS.sgd_batch_size} exceeds "
-                     f"--sgd_train_size {values['sgd_train_size']}; valid: "
-                     f"1..{values['sgd_train_size']}.")
-  if values["rff_features"] < values["sgd_train_size"]:
-    raise ValueError(f"--rff_features {values['rff_features']} must be at "
-                     f"least --sgd_train_size {values['sgd_train_size']}: "
+  if values.sgd_batch_size > sizes["sgd_train_size"]:
+    raise ValueError(f"--sgd_batch_size {values.sgd_batch_size} exceeds "
+                     f"--sgd_train_size {sizes['sgd_train_size']}; valid: "
+                     f"1..{sizes['sgd_train_size']}.")
+  if sizes["rff_features"] < sizes["sgd_train_size"]:
+    raise ValueError(f"--rff_features {sizes['rff_features']} must be at "
+                     f"least --sgd_train_size {sizes['sgd_train_size']}: "
                      "fewer features than points cannot interpolate.")
-  data_config = cli.data_config(FLAGS,
-                                **(cli.SMOKE_DATA if FLAGS.smoke else {}))
-  kernel_config = kernels.KernelConfig(solver=FLAGS.solver,
-                                       max_dense_gib=FLAGS.max_dense_gib)
-  sgd_configs = {name: kernels.SGDConfig(
-      epochs=values["sgd_epochs"], batch_size=FLAGS.sgd_batch_size,
-      init_scale=FLAGS.init_scale if name == RANDOM_INIT_SGD else 0.0)
-                 for name in (*ZERO_INIT_SGD, RANDOM_INIT_SGD)}
-  dataset = data_lib.load(data_config)
+  return Config(
+      data=cli.data_config(values, **(cli.SMOKE_DATA if values.smoke else {})),
+      kernel=kernels.KernelConfig(solver=values.solver,
+                                  max_dense_gib=values.max_dense_gib),
+      sgd_train_size=sizes["sgd_train_size"], sgd_epochs=sizes["sgd_epochs"],
+      sgd_batch_size=values.sgd_batch_size, init_scale=values.init_scale,
+      rff_features=sizes["rff_features"], gabor=values.gabor,
+      seed=values.seed, num_seeds=sizes["seeds"])
+
+
+def run(config: Config, workdir: str,
+        control: cli.RunControl = cli.RunControl()) -> dict:
+  """Computes every case (or loads the finished ones), prints the claims and
+  writes results.json and the figure into ``workdir``; returns results.json's
+  contents."""
+  dataset = data_lib.load(config.data)
   k, n = dataset.num_classes, len(dataset.y_train)
   d = int(np.prod(dataset.input_shape))
-  if values["sgd_train_size"] > min(n, d):
-    raise ValueError(f"--sgd_train_size {values['sgd_train_size']} must be at "
+  if config.sgd_train_size > min(n, d):
+    raise ValueError(f"--sgd_train_size {config.sgd_train_size} must be at "
                      f"most the training set ({n}) and the input dimension "
                      f"({d}) to interpolate.")
+  kernel_config = config.kernel
   kernels.check_memory(n, kernel_config)
   kernels.require_memory(
       kernels.random_fourier_bytes(
-          values["sgd_train_size"] + len(dataset.y_test), d,
-          values["rff_features"]),
-      f"--rff_features={values['rff_features']}",
+          config.sgd_train_size + len(dataset.y_test), d,
+          config.rff_features),
+      f"--rff_features={config.rff_features}",
       "Use fewer --rff_features.")
-  cli.prepare(FLAGS, dataset)
+  cli.claim_workdir(workdir, config, control, dataset)
 
   solver = kernels.choose_solver(n, kernel_config)
   print(reporting.format_setup(
-      data_config, dataset,
-      input_scale=input_scale_note(data_config.standardize),
+      config.data, dataset,
+      input_scale=input_scale_note(config.data.standardize),
       labels="true labels, or uniform random labels (per seed); one-hot "
              "targets, squared loss, argmax prediction",
-      sgd=f"{values['sgd_train_size']} digits per seed (stratified), batch "
-          f"{FLAGS.sgd_batch_size}, lr 1 / max |phi_i|^2, "
-          f"{values['sgd_epochs']} epochs, {values['seeds']} seeds; features: "
-          f"pixels, {values['rff_features']} random Fourier features, "
+      sgd=f"{config.sgd_train_size} digits per seed (stratified), batch "
+          f"{config.sgd_batch_size}, lr 1 / max |phi_i|^2, "
+          f"{config.sgd_epochs} epochs, {config.num_seeds} seeds; features: "
+          f"pixels, {config.rff_features} random Fourier features, "
           "Gaussian N(0, 1) inputs with random labels",
       minimum_norm="lstsq (SVD of Phi, rcond = max(n, d) eps); Cholesky of "
                    "Phi Phi^T for comparison",
@@ -363,34 +389,35 @@ def main(argv):
              f"{np.dtype(kernels.solver_dtype(solver)).name} ({solver})",
       differs_from_paper=f"{n} training digits (paper: 60,000 MNIST)"
                          + ("; per-image standardization (paper: none)"
-                            if data_config.standardize else "")))
+                            if config.data.standardize else "")))
 
-  per_seed = {name: [] for name in sgd_configs}
-  curves = {name: [] for name in sgd_configs}
+  sgd_names = (*ZERO_INIT_SGD, RANDOM_INIT_SGD)
+  per_seed = {name: [] for name in sgd_names}
+  curves = {name: [] for name in sgd_names}
   kernel_rows = {"rbf_random_labels": [], "linear_random_labels": []}
   linear_config = kernels.KernelConfig(kernel="linear", solver="pinv")
-  for seed in seeds:
-    random_labels, cases = seed_data(dataset, seed, values["sgd_train_size"],
-                                     values["rff_features"])
+  for seed in config.seeds:
+    random_labels, cases = seed_data(dataset, seed, config.sgd_train_size,
+                                     config.rff_features)
     for name, (x, y, x_test, y_test) in cases.items():
-      config = dataclasses.replace(sgd_configs[name], seed=seed)
-      row, arrays = cached_case(
-          FLAGS.workdir, f"{name}_seed{seed}",
-          checkpointing.fingerprint(name, config, x, y, x_test, y_test),
-          lambda: sgd_case(x, y, x_test, y_test, k, config))
+      sgd = config.sgd(name, seed)
+      row, arrays = checkpointing.cached_case(
+          workdir, f"{name}_seed{seed}",
+          checkpointing.fingerprint(name, sgd, x, y, x_test, y_test),
+          lambda: sgd_case(x, y, x_test, y_test, k, sgd))
       per_seed[name].append(row)
       curves[name].append(arrays["distances"])
       print(f"{name} seed {seed}: distance to the minimum-norm solution "
             f"{row['sgd_vs_minnorm_distance']:.2e} (Cholesky reference "
             f"{row['sgd_vs_minnorm_distance_cholesky']:.2e})")
-    for kernel, config in (("rbf", kernel_config), ("linear", linear_config)):
+    for kernel, solve in (("rbf", kernel_config), ("linear", linear_config)):
       name = f"{kernel}_random_labels"
-      row, _ = cached_case(
-          FLAGS.workdir, f"{name}_seed{seed}",
-          checkpointing.fingerprint(name, config, dataset.x_train,
+      row, _ = checkpointing.cached_case(
+          workdir, f"{name}_seed{seed}",
+          checkpointing.fingerprint(name, solve, dataset.x_train,
                                     random_labels, dataset.x_test,
                                     dataset.y_test),
-          lambda: kernel_case(config, dataset.x_train, random_labels,
+          lambda: kernel_case(solve, dataset.x_train, random_labels,
                               dataset.x_test, dataset.y_test, k))
       kernel_rows[name].append(row)
       print(f"{name} seed {seed}: {row['seconds']:.1f}s")
@@ -399,22 +426,22 @@ def main(argv):
   summary.update({name: aggregate(rows) for name, rows in kernel_rows.items()})
   true_cases = {"rbf_true_labels": (kernel_config, lambda x: x),
                 "linear_true_labels": (linear_config, lambda x: x)}
-  if FLAGS.gabor:
+  if config.gabor:
     true_cases["gabor_rbf_true_labels"] = (kernel_config,
                                            kernels.gabor_features)
   test_wrong = {}
-  for name, (config, transform) in true_cases.items():
-    row, arrays = cached_case(
-        FLAGS.workdir, name,
-        checkpointing.fingerprint(name, config, dataset.x_train,
+  for name, (solve, transform) in true_cases.items():
+    row, arrays = checkpointing.cached_case(
+        workdir, name,
+        checkpointing.fingerprint(name, solve, dataset.x_train,
                                   dataset.y_train, dataset.x_test,
                                   dataset.y_test),
-        lambda: kernel_case(config, transform(dataset.x_train),
+        lambda: kernel_case(solve, transform(dataset.x_train),
                             dataset.y_train, transform(dataset.x_test),
                             dataset.y_test, k))
     summary[name], test_wrong[name] = row, arrays["test_wrong"]
     print(f"{name}: {row['seconds']:.1f}s")
-  if FLAGS.gabor:
+  if config.gabor:
     summary["gabor_vs_raw"] = gabor_comparison(
         summary["rbf_true_labels"], summary["gabor_rbf_true_labels"],
         test_wrong["rbf_true_labels"], test_wrong["gabor_rbf_true_labels"])
@@ -434,20 +461,21 @@ def main(argv):
           "interpolate; its rows are the minimum-norm least-squares solution.")
   print("Note: linear_sgd_random_init keeps its initial component outside the "
         "data span, so it converges to a different interpolant.")
-  epochs = np.arange(values["sgd_epochs"] + 1)
+  epochs = np.arange(config.sgd_epochs + 1)
   figure = reporting.plot_curves(
-      f"{FLAGS.workdir}/sgd_distance.png",
+      f"{workdir}/sgd_distance.png",
       {name: (epochs, np.stack(c, 1)) for name, c in curves.items()},
       "SGD epochs", "|w_sgd - w_min_norm| / |w_min_norm|",
-      f"SGD vs minimum-norm solution, n={values['sgd_train_size']}, "
-      f"{values['seeds']} seeds", logy=True)
-  runs = {"seeds": list(seeds), "sgd": per_seed, "kernel": kernel_rows,
+      f"SGD vs minimum-norm solution, n={config.sgd_train_size}, "
+      f"{config.num_seeds} seeds", logy=True)
+  runs = {"seeds": list(config.seeds), "sgd": per_seed, "kernel": kernel_rows,
           "sgd_distance_per_epoch": {name: np.stack(c)
                                      for name, c in curves.items()}}
-  path = cli.write_results(FLAGS, "implicit_regularization", runs, summary,
-                           verdicts)
-  print(f"Wrote {path} and {figure}")
+  saved = cli.save_results(workdir, "implicit_regularization", config, runs,
+                           summary, verdicts)
+  print(f"Wrote {workdir}/results.json and {figure}")
+  return saved
 
 
 if __name__ == "__main__":
-  cli.run_main(main)
+  cli.main(sys.modules[__name__])

@@ -122,49 +122,56 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import typing
 
 from absl import flags
-import jax
 import numpy as np
+import pandas as pd
 
 from memjax import checkpointing
 from memjax import cli
 from memjax import data as data_lib
+from memjax import keys
 from memjax import memorization
 from memjax import randomization
 from memjax import reporting
 from memjax import stats
 from memjax import training
 
-cli.define_data_flags(standardize=True)
-cli.define_train_flags(model="mlp1x256", seeds=50, max_epochs=30,
-                       batch_size=128,
-                       shard_seeds=False)
-cli.define_run_flags("runs/memorization_scores")
-cli.define_int("runs", 500, "Subset runs per ratio and label-noise condition.",
-               low=1)
-flags.DEFINE_list("ratios", ["0.7"],
-                  "Subset ratios in (0, 1); memorization and influence use "
-                  "the first.")
-cli.define_float("corruption", 0.2,
-                 "Fraction of training labels corrupted (0: natural labels).",
-                 low=0, high=1)
-flags.DEFINE_list("label_noise", ["different_class", "uniform"],
-                  "Label-noise conditions, each estimated with its own runs: "
-                  "different_class (every corrupted label is wrong) and/or "
-                  "uniform (Zhang et al.: keeps the true class 1/classes of "
-                  "the time). Not used with --corruption=0.")
-cli.define_int("randomization_seed", 0, "Seeds the label corruption.", low=0,
-               high=cli.MAX_SEED)
-cli.define_int("top_k", 10,
-               "Most influential training examples kept per test example "
-               "(at most the training set size).", low=1)
-cli.define_int("show", 12, "Most and least memorized examples shown.", low=1)
-FLAGS = flags.FLAGS
-FLAGS.set_default("train_size", 2000)
-FLAGS.set_default("image_size", 14)
-FLAGS.set_default("learning_rate", 0.1)
+
+def define_flags() -> None:
+  """This experiment's flags, defined when it runs (not on import, so that
+  several experiments can run in one process)."""
+  cli.define_data_flags(standardize=True)
+  cli.define_train_flags(model="mlp1x256", seeds=50, max_epochs=30,
+                         batch_size=128, shard_seeds=False)
+  cli.define_run_flags("runs/memorization_scores")
+  cli.define_int("runs", 500,
+                 "Subset runs per ratio and label-noise condition.", low=1)
+  flags.DEFINE_list("ratios", ["0.7"],
+                    "Subset ratios in (0, 1); memorization and influence use "
+                    "the first.")
+  cli.define_float("corruption", 0.2,
+                   "Fraction of training labels corrupted (0: natural "
+                   "labels).", low=0, high=1)
+  flags.DEFINE_list("label_noise", ["different_class", "uniform"],
+                    "Label-noise conditions, each estimated with its own "
+                    "runs: different_class (every corrupted label is wrong) "
+                    "and/or uniform (Zhang et al.: keeps the true class "
+                    "1/classes of the time). Not used with --corruption=0.")
+  cli.define_int("randomization_seed", 0, "Seeds the label corruption.",
+                 low=0, high=cli.MAX_SEED)
+  cli.define_int("top_k", 10,
+                 "Most influential training examples kept per test example "
+                 "(at most the training set size).", low=1)
+  cli.define_int("show", 12, "Most and least memorized examples shown.",
+                 low=1)
+  # This experiment's setup: Arpit et al.'s 14x14 digits, 2,000 of them.
+  flags.FLAGS.set_default("train_size", 2000)
+  flags.FLAGS.set_default("image_size", 14)
+  flags.FLAGS.set_default("learning_rate", 0.1)
+
 
 SMOKE_RUNS = dict(runs=8, seeds=4)
 NATURAL_LABELS = "natural_labels"  # the condition name at --corruption=0
@@ -202,9 +209,22 @@ def conditions(values) -> tuple[str, ...]:
   return (NATURAL_LABELS,) if values.corruption == 0 else kinds
 
 
-def configs(values):
-  """(DataConfig, EstimateConfig, conditions) of the flags; --smoke shrinks
-  the data and the runs."""
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Everything that decides this experiment's results."""
+
+  data: data_lib.DataConfig
+  estimate: memorization.EstimateConfig  # the subset runs of each condition
+  conditions: tuple[str, ...]  # label-noise kinds, or (NATURAL_LABELS,)
+  corruption: float  # fraction of training labels redrawn
+  randomization_seed: int  # seeds the label corruption
+  top_k: int  # most influential training examples kept per test example
+  show: int  # examples per row of the figures
+
+
+def config_from_flags(values) -> Config:
+  """The run's frozen config (--smoke shrinks the data and the runs); raises
+  ValueError on bad input."""
   ratios = parse_ratios(values.ratios)
   names = conditions(values)
   # Runs are vmapped --seeds at a time; each run itself is one seed.
@@ -213,8 +233,13 @@ def configs(values):
   runs, chunk = values.runs, values.seeds
   if values.smoke:
     runs, chunk = SMOKE_RUNS["runs"], SMOKE_RUNS["seeds"]
-  return data_config, memorization.EstimateConfig(
-      train=train, num_runs=runs, ratios=ratios, chunk_size=chunk), names
+  return Config(
+      data=data_config,
+      estimate=memorization.EstimateConfig(train=train, num_runs=runs,
+                                           ratios=ratios, chunk_size=chunk),
+      conditions=names, corruption=values.corruption,
+      randomization_seed=values.randomization_seed, top_k=values.top_k,
+      show=values.show)
 
 
 class Condition(typing.NamedTuple):
@@ -234,7 +259,7 @@ def make_condition(dataset, name, corruption, randomization_seed) -> Condition:
     return Condition(name, dataset, original, none, none)
   noise = randomization.Randomization("corrupt_labels", corruption, name)
   randomized = randomization.apply(dataset, noise,
-                                   jax.random.key(randomization_seed))
+                                   keys.seed_key(randomization_seed))
   return Condition(name, randomized.dataset, original,
                    randomized.dataset.y_train != original,
                    randomized.train_mask)
@@ -429,7 +454,6 @@ def claims(summary: dict) -> list[reporting.Claim]:
 # --- Outputs -----------------------------------------------------------------
 
 def write_csv(path, condition, mem, cscore, knn):
-  import pandas as pd  # pylint: disable=g-import-not-at-top
   checkpointing.register(path)
   pd.DataFrame({"index": np.arange(len(condition.original)),
                 "label": condition.dataset.y_train,
@@ -523,7 +547,8 @@ def plot_histogram(path, scores, corrupted, title):
   return reporting.save_figure(fig, path)
 
 
-def run_condition(condition: Condition, config, folder, show, top_k, progress):
+def run_condition(condition: Condition, config: memorization.EstimateConfig,
+                  folder: str, show: int, top_k: int, progress: str | None):
   """Trains (or resumes) one condition's runs, writes its files; returns
   (summary, per-ratio runs)."""
   d = condition.dataset
@@ -531,7 +556,7 @@ def run_condition(condition: Condition, config, folder, show, top_k, progress):
                             d.num_classes)
   runs = memorization.estimate_runs(
       config, data, directory=os.path.join(folder, "chunks"),
-      progress=f"{condition.name} subset runs" if progress else None)
+      progress=progress)
   first = runs.at_ratio(config.ratios[0])
   mem = memorization.memorization(first.masks, first.train_correct)
   top = memorization.influence_top_k(first.masks, first.test_correct, top_k)
@@ -567,42 +592,46 @@ def run_condition(condition: Condition, config, folder, show, top_k, progress):
   return summary, per_ratio
 
 
-def main(argv):
-  del argv
-  data_config, config, names = configs(FLAGS)
-  dataset = data_lib.load(data_config)
-  config.check_data(len(dataset.y_train))
-  if FLAGS.top_k > len(dataset.y_train):
-    raise ValueError(f"--top_k={FLAGS.top_k} must be in [1, "
+def run(config: Config, workdir: str,
+        control: cli.RunControl = cli.RunControl()) -> dict:
+  """Trains (or resumes) every condition's subset runs, prints the claims and
+  writes results.json and each condition's files into ``workdir``; returns
+  results.json's contents."""
+  estimate, train = config.estimate, config.estimate.train
+  dataset = data_lib.load(config.data)
+  estimate.check_data(len(dataset.y_train))
+  if config.top_k > len(dataset.y_train):
+    raise ValueError(f"--top_k={config.top_k} must be in [1, "
                      f"{len(dataset.y_train)}] (the training set size).")
-  conditions_ = [make_condition(dataset, name, FLAGS.corruption,
-                                FLAGS.randomization_seed) for name in names]
-  train = config.train
+  conditions_ = [make_condition(dataset, name, config.corruption,
+                                config.randomization_seed)
+                 for name in config.conditions]
+  cli.claim_workdir(workdir, config, control, dataset,
+                    [dataclasses.replace(train, num_seeds=estimate.chunk_size)])
   print(reporting.format_setup(
-      data_config, dataset,
+      config.data, dataset,
       model=f"{train.model}, {train.max_epochs} epochs of SGD (batch "
             f"{train.batch_size}, learning rate {train.lr}, momentum "
             f"{train.momentum})",
-      runs=f"{config.num_runs} subset runs per condition and ratio "
-           f"{', '.join(map(str, config.ratios))}, {config.chunk_size} "
+      runs=f"{estimate.num_runs} subset runs per condition and ratio "
+           f"{', '.join(map(str, estimate.ratios))}, {estimate.chunk_size} "
            "vmapped per chunk",
-      noise=(f"{FLAGS.corruption:g} of the training labels redrawn, per "
-             f"condition: {', '.join(names)}; test labels clean"
-             if FLAGS.corruption else "none (natural labels)"),
+      noise=(f"{config.corruption:g} of the training labels redrawn, per "
+             f"condition: {', '.join(config.conditions)}; test labels clean"
+             if config.corruption else "none (natural labels)"),
       measured_at="clean eval-mode pass of each run's final model",
       differs_from_paper="Feldman & Zhang: ResNets on CIFAR-100/ImageNet, "
                          "natural labels, thousands of runs; here an MLP on "
                          "small digits with injected label noise"))
-  cli.prepare(FLAGS, dataset,
-              [dataclasses.replace(train, num_seeds=config.chunk_size)])
 
   summary, per_condition = {}, {}
   for condition in conditions_:
-    folder = os.path.join(FLAGS.workdir, condition.name)
+    folder = os.path.join(workdir, condition.name)
     checkpointing.register(folder)
     os.makedirs(folder, exist_ok=True)
     summary[condition.name], per_condition[condition.name] = run_condition(
-        condition, config, folder, FLAGS.show, FLAGS.top_k, FLAGS.progress)
+        condition, estimate, folder, config.show, config.top_k,
+        control.bar(f"{condition.name} subset runs"))
 
   rows = [{"condition": name, **s,
            "auc": s["auc_corrupted"]["auc"] if s["auc_corrupted"] else None,
@@ -620,11 +649,12 @@ def main(argv):
           f"({s['runs_per_second']:.2f} runs/s).")
   verdicts = claims(summary)
   print(reporting.format_claims(verdicts))
-  path = cli.write_results(FLAGS, "memorization_scores", per_condition,
-                           summary, verdicts)
-  print(f"Wrote {path} and per condition: "
-        f"{', '.join(os.path.join(FLAGS.workdir, n) for n in names)}/")
+  saved = cli.save_results(workdir, "memorization_scores", config,
+                           per_condition, summary, verdicts)
+  print(f"Wrote {workdir}/results.json and per condition: "
+        f"{', '.join(os.path.join(workdir, n) for n in config.conditions)}/")
+  return saved
 
 
 if __name__ == "__main__":
-  cli.run_main(main)
+  cli.main(sys.modules[__name__])

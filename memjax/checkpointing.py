@@ -343,3 +343,25 @@ def load_npz(path: str, fingerprint_: str | None = None) -> dict:
     raise ValueError(f"{path} was computed under a different configuration; "
                      f"{way_out}")
   return arrays
+
+
+def cached_case(workdir: str, name: str, fingerprint_: str, compute
+                ) -> tuple[dict, dict]:
+  """``compute()``'s (row, arrays), saved to <workdir>/cases/<name>.npz; a
+  re-run with the same fingerprint loads them instead of computing (resume
+  after a kill).
+
+  ``row`` is a dict of JSON numbers, strings and None (numpy scalars allowed);
+  ``arrays`` a dict of numpy arrays. The row is stored as JSON with NaN kept as
+  NaN, so a loaded row equals the computed one.
+  """
+  path = os.path.join(workdir, "cases", f"{name}.npz")
+  if os.path.exists(path):
+    arrays = load_npz(path, fingerprint_)
+    return json.loads(str(arrays.pop("row"))), arrays
+  row, arrays = compute()
+  register(os.path.dirname(path))
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  text = json.dumps(row, default=lambda value: value.tolist())  # numpy
+  save_npz(path, fingerprint_, **arrays, row=np.array(text))
+  return row, arrays

@@ -251,7 +251,7 @@ def chunks(config: EstimateConfig):
 def fingerprint(config: EstimateConfig, data: training.TrainData) -> str:
   """Identifies the config and the data a chunk file was computed from."""
   # seed_chunk changes how runs execute, not their results (cli's
-  # EXECUTION_FLAGS): a directory resumes under any value.
+  # EXECUTION_FIELDS): a directory resumes under any value.
   config = dataclasses.replace(
       config, train=dataclasses.replace(config.train, seed_chunk=None))
   return checkpointing.fingerprint(config, data.x_train, data.y_train,

@@ -1,9 +1,12 @@
-"""Tests of Theorem 1's construction (memjax.expressivity) and its experiment."""
+"""Tests of Theorem 1's construction (memjax.expressivity), its experiment
+(in this process) and the per-case cache both experiments of Sec. 4-5 resume
+from (checkpointing.cached_case)."""
 
+import contextlib
+import io
 import json
+import math
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +14,9 @@ import numpy as np
 import pytest
 from absl.testing import absltest
 
+from experiments import expressivity as experiment
+from memjax import checkpointing
+from memjax import cli
 from memjax import expressivity
 from memjax import models
 
@@ -173,15 +179,21 @@ class ExactnessTest(absltest.TestCase):
     expressivity.check_size(4000, 784)
 
 
-def run_experiment(*args, check=True):
-  return subprocess.run([sys.executable, "experiments/expressivity.py", *args],
-                        capture_output=True, text=True, check=check)
+def run_experiment(workdir: str) -> str:
+  """``python experiments/expressivity.py --smoke --noprogress``, in this
+  process; returns what it printed."""
+  config, _, control = cli.from_args(
+      experiment, ["--smoke", "--noprogress", f"--workdir={workdir}"])
+  out = io.StringIO()
+  with contextlib.redirect_stdout(out):
+    experiment.run(config, workdir, control)
+  return out.getvalue()
 
 
 def test_experiment_smoke_and_resume(tmp_path):
   workdir = str(tmp_path / "expressivity")
-  first = run_experiment("--smoke", "--workdir", workdir, "--noprogress")
-  assert "pixels / 255" in first.stdout  # the paper's MNIST inputs
+  stdout = run_experiment(workdir)
+  assert "pixels / 255" in stdout  # the paper's MNIST inputs
   with open(os.path.join(workdir, "results.json")) as f:
     results = json.load(f)
   summary = results["summary"]
@@ -202,13 +214,43 @@ def test_experiment_smoke_and_resume(tmp_path):
   kept_mtime = os.stat(kept).st_mtime_ns
   os.remove(os.path.join(cases, "mnist_random_labels.npz"))
   os.remove(os.path.join(workdir, "results.json"))
-  run_experiment("--smoke", "--workdir", workdir, "--noprogress")
+  run_experiment(workdir)
   assert os.stat(kept).st_mtime_ns == kept_mtime
   with open(os.path.join(workdir, "results.json")) as f:
     resumed = json.load(f)["summary"]
   for name, case in summary.items():
     for field in ("params", "train_error", "test_error", "condition_number"):
       assert resumed[name][field] == case[field], (name, field)
+
+
+def test_cached_case_computes_once_and_refuses_another_configuration(
+    tmp_path):
+  workdir = str(tmp_path / "run")
+  checkpointing.prepare_workdir(workdir, {"case": 1})
+  calls = []
+  def compute():
+    calls.append(1)
+    return ({"n": np.int64(3), "error": np.float32(0.25), "gap": math.nan,
+             "solver": "pinv", "test_error": None},
+            {"curve": np.arange(4.0)})
+  row, arrays = checkpointing.cached_case(workdir, "a", "stamp", compute)
+  loaded, loaded_arrays = checkpointing.cached_case(workdir, "a", "stamp",
+                                                    compute)
+  assert len(calls) == 1
+  assert os.path.exists(os.path.join(workdir, "cases", "a.npz"))
+  # The loaded row equals the computed one, NaN included (not turned to None).
+  assert {k: v for k, v in loaded.items() if k != "gap"} == {
+      k: v for k, v in row.items() if k != "gap"}
+  assert math.isnan(loaded["gap"])
+  np.testing.assert_array_equal(loaded_arrays["curve"], arrays["curve"])
+  # A case computed under another configuration is refused, not reused.
+  with pytest.raises(ValueError, match="different configuration"):
+    checkpointing.cached_case(workdir, "a", "other stamp", compute)
+  assert len(calls) == 1
+  # The cases are memjax's files: --overwrite may delete them.
+  checkpointing.prepare_workdir(workdir, {"case": 1}, overwrite=True)
+  assert not os.path.exists(os.path.join(workdir, "cases"))
+  checkpointing.release(workdir)
 
 
 @pytest.mark.parametrize("flag, named", [
@@ -219,10 +261,13 @@ def test_experiment_smoke_and_resume(tmp_path):
 ])
 def test_bad_flags_exit_2_before_writing(tmp_path, flag, named):
   workdir = str(tmp_path / "run")
-  result = run_experiment(flag, "--workdir", workdir, check=False)
-  assert result.returncode == 2, result.stderr
-  assert "error:" in result.stderr and named in result.stderr, result.stderr
-  assert "Traceback" not in result.stderr
+  err = io.StringIO()
+  with contextlib.redirect_stderr(err), contextlib.redirect_stdout(err):
+    code = cli.execute(experiment, [flag, "--workdir", workdir])
+  assert code == 2, err.getvalue()
+  assert err.getvalue().startswith("error:"), err.getvalue()
+  assert named in err.getvalue(), err.getvalue()
+  assert "Traceback" not in err.getvalue()
   assert not os.path.exists(workdir)
 
 

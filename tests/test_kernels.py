@@ -1,10 +1,11 @@
-"""Tests of minimum-norm solutions and kernel interpolation (memjax.kernels)."""
+"""Tests of minimum-norm solutions and kernel interpolation (memjax.kernels)
+and of experiments/implicit_regularization.py, run in this process."""
 
+import contextlib
 import fractions
+import io
 import json
 import os
-import subprocess
-import sys
 
 import chex
 import jax
@@ -12,6 +13,8 @@ import numpy as np
 import pytest
 from absl.testing import absltest
 
+from experiments import implicit_regularization as experiment
+from memjax import cli
 from memjax import kernels
 
 
@@ -360,15 +363,18 @@ class ClaimsTest(absltest.TestCase):
                                gabor_vs_raw={"norm_ratio": 0.8})
 
 
-def run_experiment(*args, check=True):
-  return subprocess.run(
-      [sys.executable, "experiments/implicit_regularization.py", *args],
-      capture_output=True, text=True, check=check)
+def run_experiment(workdir: str) -> dict:
+  """``python experiments/implicit_regularization.py --smoke --noprogress``,
+  in this process; returns results.json's contents."""
+  config, _, control = cli.from_args(
+      experiment, ["--smoke", "--noprogress", f"--workdir={workdir}"])
+  with contextlib.redirect_stdout(io.StringIO()):
+    return experiment.run(config, workdir, control)
 
 
 def test_experiment_smoke_and_resume(tmp_path):
   workdir = str(tmp_path / "implicit_regularization")
-  run_experiment("--smoke", "--workdir", workdir, "--noprogress")
+  run_experiment(workdir)
   with open(os.path.join(workdir, "results.json")) as f:
     results = json.load(f)
   summary = results["summary"]
@@ -396,7 +402,7 @@ def test_experiment_smoke_and_resume(tmp_path):
   kept_mtime = os.stat(kept).st_mtime_ns
   os.remove(os.path.join(cases, "rff_sgd_seed1.npz"))
   os.remove(os.path.join(workdir, "results.json"))
-  run_experiment("--smoke", "--workdir", workdir, "--noprogress")
+  run_experiment(workdir)
   assert os.stat(kept).st_mtime_ns == kept_mtime
   assert os.path.exists(os.path.join(cases, "rff_sgd_seed1.npz"))
   with open(os.path.join(workdir, "results.json")) as f:
@@ -420,10 +426,13 @@ def test_experiment_smoke_and_resume(tmp_path):
 ])
 def test_bad_flags_exit_2_before_writing(tmp_path, flag, named):
   workdir = str(tmp_path / "run")
-  result = run_experiment(flag, "--workdir", workdir, check=False)
-  assert result.returncode == 2, result.stderr
-  assert "error:" in result.stderr and named in result.stderr, result.stderr
-  assert "Traceback" not in result.stderr
+  err = io.StringIO()
+  with contextlib.redirect_stderr(err), contextlib.redirect_stdout(err):
+    code = cli.execute(experiment, [flag, "--workdir", workdir])
+  assert code == 2, err.getvalue()
+  assert err.getvalue().startswith("error:"), err.getvalue()
+  assert named in err.getvalue(), err.getvalue()
+  assert "Traceback" not in err.getvalue()
   assert not os.path.exists(workdir)
 
 

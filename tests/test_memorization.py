@@ -5,13 +5,12 @@ fed summaries with and without its effect, and the script end to end."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import importlib.util
+import io
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 
 from absl.testing import absltest
@@ -19,6 +18,7 @@ import chex
 import numpy as np
 from scipy import stats as scipy_stats
 
+from experiments import memorization_scores as experiment
 from memjax import checkpointing
 from memjax import cli
 from memjax import data as data_lib
@@ -26,21 +26,6 @@ from memjax import keys
 from memjax import memorization
 from memjax import stats
 from memjax import training
-
-
-def _load_experiment():
-  """experiments/memorization_scores.py as a module (its claims and analyses
-  are pure functions)."""
-  path = os.path.join(os.path.dirname(__file__), os.pardir, "experiments",
-                      "memorization_scores.py")
-  spec = importlib.util.spec_from_file_location(
-      "experiment_memorization_scores", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-experiment = _load_experiment()
 
 
 def _tempdir(test: absltest.TestCase) -> str:
@@ -505,17 +490,21 @@ class ClaimsTest(absltest.TestCase):
 
 class ExperimentTest(absltest.TestCase):
 
-  def run_script(self, *args):
-    return subprocess.run(
-        [sys.executable, "experiments/memorization_scores.py", "--noprogress",
-         *args], capture_output=True, text=True, check=False)
+  def run_script(self, *args) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of ``python
+    experiments/memorization_scores.py --noprogress *args``, in this
+    process."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+      code = cli.execute(experiment, ["--noprogress", *args])
+    return code, out.getvalue(), err.getvalue()
 
   def test_smoke_run_writes_scores_summary_resumes_and_names_damage(self):
     workdir = _tempdir(self)
-    result = self.run_script("--smoke", "--workdir", workdir)
-    self.assertEqual(result.returncode, 0, result.stderr)
-    self.assertIn("Setup:", result.stdout)
-    self.assertIn("Claims:", result.stdout)
+    code, stdout, stderr = self.run_script("--smoke", "--workdir", workdir)
+    self.assertEqual(code, 0, stderr)
+    self.assertIn("Setup:", stdout)
+    self.assertIn("Claims:", stdout)
     with open(os.path.join(workdir, "results.json")) as f:
       results = json.load(f)
     self.assertEqual(sorted(results["summary"]), ["different_class", "uniform"])
@@ -556,8 +545,8 @@ class ExperimentTest(absltest.TestCase):
                          sorted(os.listdir(os.path.join(workdir, "uniform",
                                                         "chunks")))[0])
     mtime = os.stat(chunk).st_mtime_ns
-    again = self.run_script("--smoke", "--workdir", workdir)
-    self.assertEqual(again.returncode, 0, again.stderr)
+    code, _, stderr = self.run_script("--smoke", "--workdir", workdir)
+    self.assertEqual(code, 0, stderr)
     self.assertEqual(os.stat(chunk).st_mtime_ns, mtime)
     with open(os.path.join(workdir, "results.json")) as f:
       self.assertEqual(json.load(f)["summary"]["uniform"]["mean_stderr"],
@@ -568,11 +557,11 @@ class ExperimentTest(absltest.TestCase):
       whole = f.read()
     with open(chunk, "wb") as f:
       f.write(whole[:len(whole) // 3])
-    damaged = self.run_script("--smoke", "--workdir", workdir)
-    self.assertEqual(damaged.returncode, 2)
-    self.assertEqual(damaged.stderr.strip().count("\n"), 0, damaged.stderr)
-    self.assertIn(chunk, damaged.stderr)
-    self.assertIn("--overwrite", damaged.stderr)
+    code, _, stderr = self.run_script("--smoke", "--workdir", workdir)
+    self.assertEqual(code, 2)
+    self.assertEqual(stderr.strip().count("\n"), 0, stderr)
+    self.assertIn(chunk, stderr)
+    self.assertIn("--overwrite", stderr)
 
   def test_bad_flags_fail_before_training_or_writing(self):
     for flag, message in (("--ratios=1.5", "1.5"),
@@ -585,10 +574,11 @@ class ExperimentTest(absltest.TestCase):
                           ("--top_k=1000", "training set size"),
                           ("--label_noise=", "--label_noise")):
       workdir = os.path.join(_tempdir(self), "run")
-      result = self.run_script("--smoke", flag, "--workdir", workdir)
-      self.assertEqual(result.returncode, 2, (flag, result.stderr))
-      self.assertIn(message, result.stderr, flag)
-      self.assertNotIn("Traceback", result.stderr, flag)
+      code, _, stderr = self.run_script("--smoke", flag, "--workdir", workdir)
+      self.assertEqual(code, 2, (flag, stderr))
+      self.assertIn(message, stderr, flag)
+      self.assertTrue(stderr.startswith("error: "), (flag, stderr))
+      self.assertNotIn("Traceback", stderr, flag)
       self.assertFalse(os.path.exists(workdir), flag)
 
 
