@@ -444,12 +444,17 @@ class ResumeTest(TempdirTest):
         rng.normal(size=(4, 2, 2, 1)).astype(np.float32),
         np.zeros(4, np.int32), 3)
     config = training.TrainConfig(model="mlp1x16", num_seeds=2, max_epochs=30,
-                                  batch_size=4, learning_rate=0.1)
+                                  batch_size=4, learning_rate=0.1,
+                                  stop_when_fit=False)
     run = lambda folder: module.train_to_target(config, data, 0.3, folder, 0.0,
                                                 None)
     whole = run(os.path.join(self.tempdir(), "checkpoints"))
     self.assertTrue((whole["epochs"]["first_fit"] > 0).all())
     self.assertTrue((whole["epochs"]["matched"] > 0).all())
+    # Training stops once every seed has reached both points.
+    self.assertEqual(whole["epoch"], max(whole["epochs"]["first_fit"].max(),
+                                         whole["epochs"]["matched"].max()))
+    self.assertLen(whole["history"]["train_loss"], whole["epoch"])
     folder = os.path.join(self.tempdir(), "checkpoints")
     trainer = training.cached_trainer(config, data.input_shape,
                                       data.num_classes)
