@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -15,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pandas as pd
 
 from memjax import data as data_lib
 from memjax import keys
@@ -205,6 +207,16 @@ class EpochTest(absltest.TestCase):
     chex.assert_shape(gini, (2, 2))
     self.assertTrue(np.all((gini >= 0) & (gini < 1)))
     self.assertFalse(np.isnan(result.direct[-1]).any())
+    # Lane 1 is the same run as a one-seed run with seed 1.
+    alone = sensitivity.track(
+        dataclasses.replace(trainer.config, seed=1, num_seeds=1),
+        sensitivity.SensitivityConfig(), x, y, trainer.num_classes, epochs=2)
+    for field in ("direct", "unrolled", "batch_loss", "train_acc"):
+      np.testing.assert_allclose(getattr(result, field)[:, 1],
+                                 getattr(alone, field)[:, 0], rtol=1e-5,
+                                 atol=1e-7, err_msg=field)
+    np.testing.assert_allclose(result.class_matrix[1], alone.class_matrix[0],
+                               rtol=1e-5, atol=1e-7)
 
 
 
@@ -251,6 +263,15 @@ class CheckpointTest(absltest.TestCase):
       got = self.track()
     self.assertEqual(calls, [2])  # only the epoch that was lost
     self.assert_same(got, want)
+    chex.assert_trees_all_close(got.state, want.state)
+    # The run's metrics.jsonl holds each epoch and seed once.
+    frame = pd.read_json(os.path.join(self.checkpoint_dir, "metrics.jsonl"),
+                         lines=True)
+    self.assertEqual(list(frame["epoch"]), [1, 1, 2, 2, 3, 3])
+    np.testing.assert_array_equal(
+        frame["train_acc"].to_numpy().astype(np.float32),
+        got.train_acc.reshape(-1))
+    self.assertTrue(frame["test_acc"].isna().all())  # no test set
     # A finished run is loaded without training.
     with mock.patch.object(sensitivity, "_epoch_vmapped",
                            side_effect=AssertionError("trained again")):
