@@ -200,7 +200,8 @@ class Trainer:
     # twice. Callers must use the returned state, never the one passed in.
     self.train_epoch = jax.jit(self._train_epoch_vmapped, donate_argnums=0,
                                static_argnames=("per_seed_inputs",
-                                                "per_seed_labels"))
+                                                "per_seed_labels",
+                                                "presented"))
     self.evaluate = jax.jit(self._evaluate_vmapped,
                             static_argnames=("per_seed_inputs",
                                              "per_seed_labels"))
@@ -239,6 +240,13 @@ class Trainer:
 
     ``weights`` (batch,) marks the real examples of a partial last batch
     (``epoch_batches``); None: every example counts."""
+    state, loss, _ = self.update(state, seed_key, x, y, weights)
+    return state, loss
+
+  def update(self, state: TrainState, seed_key, x, y, weights=None):
+    """``train_step`` that also returns the batch's train-mode logits, the
+    predictions the step made before its update: (state, loss, logits)."""
+    batch = x.shape[0]
     dropout_key = keys.derive(seed_key, keys.DROPOUT, state.step)
     perturb_key = keys.derive(seed_key, keys.PERTURB, state.step)
     x = regularizers.perturb(self.config.regularization, perturb_key, x)
@@ -251,11 +259,12 @@ class Trainer:
       if weights is not None:
         weights = jnp.concatenate([weights, weights])
     grad_fn = jax.value_and_grad(self.loss_fn, has_aux=True)
-    (loss, (batch_stats, _)), grads = grad_fn(state.params, state.batch_stats,
-                                              x, y, dropout_key, weights)
+    (loss, (batch_stats, logits)), grads = grad_fn(
+        state.params, state.batch_stats, x, y, dropout_key, weights)
     updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    return TrainState(params, batch_stats, opt_state, state.step + 1), loss
+    return (TrainState(params, batch_stats, opt_state, state.step + 1), loss,
+            logits[:batch])
 
   def epoch_batches(self, seed_key, epoch, train_index):
     """(steps, batch) example indices of one seed's epoch, a function of (seed,
@@ -278,30 +287,41 @@ class Trainer:
     return (jnp.arange(steps * batch) < num_examples).astype(
         jnp.float32).reshape(steps, batch)
 
-  def train_epoch_one(self, state, seed_key, epoch, x, y, train_index):
-    """One seed's epoch as a lax.scan; returns (state, per-step losses)."""
+  def train_epoch_one(self, state, seed_key, epoch, x, y, train_index, *,
+                      presented=False):
+    """One seed's epoch as a lax.scan; returns (state, per-step losses).
+
+    With ``presented`` the losses come with each step's presentations: (losses,
+    (steps, batch) example indices, their weights, and whether the step's
+    train-mode prediction, made before its update, was correct)."""
     def step(state, batch):
       batch_index, weights = batch
-      return self.train_step(state, seed_key, x[batch_index], y[batch_index],
-                             weights)
-    return jax.lax.scan(step, state,
-                        (self.epoch_batches(seed_key, epoch, train_index),
-                         self.epoch_weights(train_index.shape[0])))
+      state, loss, logits = self.update(state, seed_key, x[batch_index],
+                                        y[batch_index], weights)
+      if not presented:
+        return state, loss
+      return state, (loss, batch_index, weights,
+                     logits.argmax(-1) == y[batch_index])
+    state, out = jax.lax.scan(
+        step, state, (self.epoch_batches(seed_key, epoch, train_index),
+                      self.epoch_weights(train_index.shape[0])))
+    return state, out
 
-  def _train_epoch_vmapped(self, state, keys, epoch, x, y, train_index, *,
-                           per_seed_inputs=False, per_seed_labels=False):
+  def _train_epoch_vmapped(self, state, seed_keys, epoch, x, y, train_index,
+                           *, per_seed_inputs=False, per_seed_labels=False,
+                           presented=False):
     in_axes = (0, 0, None, *seed_axes(per_seed_inputs, per_seed_labels), 0)
+    one_epoch = functools.partial(self.train_epoch_one, presented=presented)
     chunk = self.config.seed_chunk
-    if chunk is None or chunk >= keys.shape[0]:
-      return jax.vmap(self.train_epoch_one, in_axes=in_axes)(
-          state, keys, epoch, x, y, train_index)
-    per_seed = (state, keys, train_index, x if per_seed_inputs else None,
+    if chunk is None or chunk >= seed_keys.shape[0]:
+      return jax.vmap(one_epoch, in_axes=in_axes)(
+          state, seed_keys, epoch, x, y, train_index)
+    per_seed = (state, seed_keys, train_index, x if per_seed_inputs else None,
                 y if per_seed_labels else None)
     def one_seed(lane):
       state, key, index, x_lane, y_lane = lane
-      return self.train_epoch_one(state, key, epoch,
-                                  x if x_lane is None else x_lane,
-                                  y if y_lane is None else y_lane, index)
+      return one_epoch(state, key, epoch, x if x_lane is None else x_lane,
+                       y if y_lane is None else y_lane, index)
     return jax.lax.map(one_seed, per_seed, batch_size=chunk)
 
   def logits(self, params, batch_stats, x):
@@ -481,11 +501,6 @@ class _Run:
   fingerprint: str | None
   placement: sharding.SeedPlacement | None
 
-  @property
-  def axes(self) -> dict:
-    return dict(per_seed_inputs=self.data.per_seed_inputs,
-                per_seed_labels=self.data.per_seed_labels)
-
   def to_host(self, x) -> np.ndarray:
     """A per-seed device array as numpy, the S real seeds."""
     return np.asarray(x) if self.placement is None else self.placement.to_host(x)
@@ -572,12 +587,12 @@ def _evaluate(run: _Run, state, epoch: int):
   a test set. FloatingPointError on a diverged evaluation."""
   data, step = run.data, (epoch + 1) * run.steps
   train_loss, train_correct = map(run.to_host, run.trainer.evaluate(
-      state, data.x_train, data.y_train, **run.axes))
+      state, data.x_train, data.y_train, **data.layout))
   check_finite_eval(train_loss, run.config, step, "training-set")
   if data.x_test is None:
     return train_loss, train_correct, None, None
   test_loss, test_correct = map(run.to_host, run.trainer.evaluate(
-      state, data.x_test, data.y_test, **run.axes))
+      state, data.x_test, data.y_test, **data.layout))
   check_finite_eval(test_loss, run.config, step, "test-set")
   return train_loss, train_correct, test_loss, test_correct
 
@@ -615,7 +630,7 @@ def _run_epoch(run: _Run, epoch_fn: EpochFn, state, epoch: int):
   numpy); FloatingPointError naming the first non-finite loss."""
   state, losses, extras = epoch_fn(run.trainer, state, run.seed_keys, epoch,
                                    run.data.x_train, run.data.y_train,
-                                   run.train_index, **run.axes)
+                                   run.train_index, **run.data.layout)
   losses = run.to_host(losses)
   check_finite(losses, run.config, first_step=epoch * run.steps)
   return state, losses, jax.tree.map(run.to_host, extras)
