@@ -2,11 +2,11 @@ r"""Prune and retrain by EL2N (Paul et al. 2021, Fig. 1; Toneva et al. 2019,
 Fig. 5): which half of the training set to keep.
 
 Each training example gets a score early in training (EL2N by default; GraNd
-and forgetting are computed too and can be chosen with --prune_by); then
-networks train on the hardest, the easiest, or an offset slice of the
-examples by that score, and on random subsets of the same size, at several
-fractions kept, with and without 20% label noise (memjax/pruning.py defines
-every subset and the training budget).
+and two forgetting counts are computed too and can be chosen with
+--prune_by); then networks train on the hardest, the easiest, or an offset
+slice of the examples by that score, and on random subsets of the same size,
+at several fractions kept, with and without 20% label noise
+(memjax/pruning.py defines every subset and the training budget).
 
 Claims tested, each with a criterion fixed before any run of this setup and
 decided against the seed-to-seed noise (4 seeds per subset; SE over seeds of
@@ -15,7 +15,7 @@ runs of different groups are independent), all at the one kept fraction
 fixed in advance, 0.5 (``CLAIM_FRACTION``; skipped if not run), for each
 score of --prune_by:
 
-1. Label noise, offset (Paul et al. Sec. 5, offset subsets for noisy data):
+1. Label noise, offset (Paul et al.'s offset subsets for noisy labels):
    under corrupt_0.2, dropping the hardest --offset (20%) of examples first
    and keeping the next half beats a random half: test accuracy (offset -
    random) > 2 SE.
@@ -34,17 +34,16 @@ Setup (printed as the "Setup:" header): embedded MNIST-5k (4,000 train /
 0.9, learning rate 0.01 decayed by 0.95 per 50,000 examples seen, batch 128.
 Scores: 4 scoring runs per condition on the whole training set (seeds from
 1000, apart from the subset runs' seeds), EL2N and GraNd after 3 of 30
-epochs (10% of training, as Paul et al.'s epoch 20 of 200), forgetting over
-all 30 epochs from the per-epoch clean evaluations; each averaged over the
-scoring runs. Subsets: fractions 0.25, 0.5, 0.75 of the training set, every
-run trained for the steps of 30 epochs on all 4,000 examples (960 steps;
-Paul et al. train every subset for the full run's steps), plus the whole
-training set; 4 seeds per subset group. Noise: corrupt_0.2 replaces each
-training label with probability 0.2 by a class drawn uniformly from all 10
-(about 18% change), once, shared by every run; test labels clean. Differs
-from the paper: digits and an MLP instead of CIFAR-10 and ResNet18 with
-augmentation (200 epochs), 4 scoring runs instead of 10, forgetting counted
-between epochs rather than between minibatch presentations, and one offset
+epochs (10% of training, as Paul et al.'s epoch 20 of 200), forgetting events
+over all 30 epochs, both between minibatch presentations (Toneva et al.) and
+between per-epoch clean evaluations; each averaged over the scoring runs.
+Subsets: fractions 0.25, 0.5, 0.75 of the training set and the whole of it,
+4 seeds per subset group, every run trained for the steps of 30 epochs on
+all 4,000 examples (960 steps; Paul et al. train every subset for the full
+run's steps). Noise: corrupt_0.2 replaces each training label with
+probability 0.2 by a class drawn uniformly from all 10 (about 18% change),
+once, shared by every run; test labels clean. Differs from the paper: digits and an MLP instead of CIFAR-10 and ResNet18 with
+augmentation (200 epochs), 4 scoring runs instead of 10, and one offset
 fixed in advance (the noise rate) instead of a sweep.
 
 Command:
@@ -57,9 +56,9 @@ Outputs in --workdir: results.json (``memjax.reporting.summary_frame`` loads
 the summary: one row per condition, group and fraction, with test accuracy,
 its SE and per-seed values, training accuracy and the share of kept labels
 the noise changed), runs.csv (one row per run), scores.csv and scores.npz
-(every example's EL2N, GraNd and forgetting per condition, in dataset order,
-with its labels; per-seed values in the npz), subsets.npz (each fraction's
-kept indices per run), pruning.png (test accuracy vs fraction kept, one line
+(every example's EL2N, GraNd and forgetting counts per condition, in dataset
+order, with its labels; per-seed values in the npz), subsets.npz (each
+fraction's kept indices per run), pruning.png (test accuracy vs fraction kept, one line
 per strategy, error bars 1 SE), checkpoints of every fit. Re-running the same
 command resumes.
 """
@@ -215,8 +214,7 @@ def setup_details(config: pruning.PruningConfig, num_train: int) -> dict:
                   f"({config.study.label_noise}), once, shared by every run")
       for c in config.conditions)
   differs = ["digits and an MLP instead of CIFAR-10 and ResNet18 with "
-             "augmentation", "forgetting counted between epochs, not "
-             "minibatch presentations", "one offset fixed in advance"]
+             "augmentation", "one offset fixed in advance"]
   if config.score_seeds < 10:
     differs.append(f"{config.score_seeds} scoring runs instead of 10")
   return {
@@ -227,7 +225,9 @@ def setup_details(config: pruning.PruningConfig, num_train: int) -> dict:
       "scores": (f"{config.score_seeds} runs per condition on all examples "
                  f"from seed {config.score_seed}: EL2N and GraNd after "
                  f"{config.score_epoch} of {train.max_epochs} epochs, "
-                 "forgetting over all of them; means over the runs"),
+                 "forgetting events over all of them (between minibatch "
+                 "presentations, Toneva et al., and between clean "
+                 "evaluations); means over the runs"),
       "subsets": (f"fractions {', '.join(f'{f:g}' for f in config.fractions)}"
                   f" and 1; {', '.join(g.name for g in config.groups)}; "
                   f"offset {config.offset:g}; {train.num_seeds} seeds each "

@@ -7,11 +7,14 @@ the whole training set, all conditions and scoring seeds as one vmapped
 ``training.fit`` (each lane sees its condition's labels). Per example and seed:
 EL2N, ||softmax(f(x)) - onehot(y)||_2, and GraNd, ||d loss / d params||_2,
 on the state kept after ``score_epoch`` epochs (Paul et al. score early in
-training), and forgetting events (Toneva et al.: correct -> incorrect
-transitions between the per-epoch clean evaluations of the training set, a
-never-learned example ranked above every learned one) over the whole run.
+training), and forgetting events over the whole run, a never-learned example
+ranked above every learned one: ``forgetting_presentation`` counts correct ->
+incorrect transitions between an example's presentations in training
+minibatches, as Toneva et al. define them (``memjax.presentations``);
+``forgetting_clean_eval`` between the clean evaluations of the training set
+after every epoch.
 Each score is then averaged over the scoring seeds, as Paul et al. average
-over runs. High means hard for all three. The labels scored are the ones the
+over runs. High means hard for all four. The labels scored are the ones the
 model trains on (the corrupted ones under label noise).
 
 Subsets (``subset_index``). A fraction f keeps m = round(f n) of the n
@@ -59,12 +62,14 @@ from memjax import checkpointing
 from memjax import data as data_lib
 from memjax import keys
 from memjax import per_example
+from memjax import presentations
 from memjax import stats
 from memjax import studies
 from memjax import training
 from memjax import validation
 
-SCORES = ("el2n", "grand", "forgetting")
+SCORES = ("el2n", "grand", "forgetting_presentation",
+          "forgetting_clean_eval")
 STRATEGIES = ("random", "hardest", "easiest", "offset")
 SCORED = ("hardest", "easiest", "offset")  # the strategies that rank by a score
 FULL = "full"  # the whole training set: every strategy at fraction 1
@@ -276,6 +281,11 @@ def score_config(config: PruningConfig) -> training.TrainConfig:
       num_seeds=len(config.conditions) * config.score_seeds)
 
 
+# What the scoring fit's checkpoints depend on besides its config and data:
+# its epoch function records every presentation.
+SCORING_PARTS = ("presentation_epoch",)
+
+
 def score_training_set(config: PruningConfig, dataset: data_lib.Dataset,
                        labels: Labels, directory: str,
                        progress: str | None = None,
@@ -286,20 +296,27 @@ def score_training_set(config: PruningConfig, dataset: data_lib.Dataset,
   train = score_config(config)
   data = _lane_data(dataset, labels, [c for c in config.conditions
                                       for _ in range(config.score_seeds)])
+  num_train = dataset.x_train.shape[0]
   stamp = checkpointing.fingerprint(
       training.run_fingerprint(
           train, data, training.default_train_index(data, train.num_seeds)),
-      config.score_epoch, config.microbatch)
+      *SCORING_PARTS, config.score_epoch, config.microbatch)
   path = os.path.join(directory, "scores.npz")
   if os.path.exists(path):
     return checkpointing.load_npz(path, stamp)
   checkpointing.register(directory)
   checkpoint_dir = os.path.join(directory, "checkpoints")
-  fit = training.fit(train, data, checkpoint_dir=checkpoint_dir,
+  recorder = presentations.PresentationRecorder(train.max_epochs,
+                                                train.num_seeds, num_train)
+  fit = training.fit(train, data, hooks=[recorder],
+                     epoch_fn=presentations.presentation_epoch,
+                     fingerprint_parts=SCORING_PARTS,
+                     checkpoint_dir=checkpoint_dir,
                      checkpoint_seconds=checkpoint_seconds, progress=progress,
                      record_examples=True, keep_epochs=(config.score_epoch,))
   state = training.load_kept_state(train, data, checkpoint_dir,
-                                   config.score_epoch)
+                                   config.score_epoch,
+                                   fingerprint_parts=SCORING_PARTS)
   trainer = training.cached_trainer(train, data.input_shape, data.num_classes)
   logits = per_example.over_seeds(per_example.logit_scores, trainer, state,
                                   data.x_train, data.y_train,
@@ -308,10 +325,13 @@ def score_training_set(config: PruningConfig, dataset: data_lib.Dataset,
                                  data.x_train, data.y_train,
                                  per_seed_labels=True,
                                  microbatch=config.microbatch)
-  forgetting = per_example.forgetting(fit.history["train_correct"]).scores()
-  shape = (len(config.conditions), config.score_seeds, dataset.x_train.shape[0])
-  scores = {"el2n": np.asarray(logits["el2n"]), "grand": np.asarray(grand),
-            "forgetting": forgetting}
+  scores = {
+      "el2n": np.asarray(logits["el2n"]), "grand": np.asarray(grand),
+      "forgetting_presentation": presentations.forgetting(
+          recorder.history(fit.epochs)).scores(),
+      "forgetting_clean_eval": per_example.forgetting(
+          fit.history["train_correct"]).scores()}
+  shape = (len(config.conditions), config.score_seeds, num_train)
   scores = {k: v.astype(np.float32).reshape(shape) for k, v in scores.items()}
   checkpointing.save_npz(path, stamp, **scores)
   return scores
