@@ -83,11 +83,9 @@ import sys
 from absl import flags
 import numpy as np
 
-from memjax import checkpointing
 from memjax import cli
 from memjax import complexity
 from memjax import data as data_lib
-from memjax import hooks
 from memjax import keys
 from memjax import randomization as rand_lib
 from memjax import reporting
@@ -145,17 +143,6 @@ def condition_names(values) -> list[str]:
                        f"{CONDITION_NAMES}.")
     rand_lib.from_name(name)  # checks the fraction
   return names
-
-
-@dataclasses.dataclass(frozen=True)
-class Probe:
-  """The examples whose CSR is measured and their LASS boxes, per lane."""
-
-  ids: np.ndarray  # (m,) positions in the split, the same for every lane
-  x: np.ndarray  # (lanes, m, ...) inputs
-  scale: np.ndarray  # (lanes, m) preprocessing scale of pixels / 255
-  low: np.ndarray  # (lanes, m) valid input range
-  high: np.ndarray
 
 
 def input_box(dataset: data_lib.Dataset, randomized: rand_lib.Randomized,
@@ -226,7 +213,7 @@ def condition_lanes(dataset: data_lib.Dataset, names, seeds: int,
     ids = np.linspace(0, n - 1, min(csr_examples, n)).astype(int)
     box = [lanes([b["test" if split == "val" else "train"][i][ids]
                   for b in boxes]) for i in range(3)]
-    probes[split] = Probe(ids, x[:, ids], *box)
+    probes[split] = complexity.CsrProbe(ids, x[:, ids], *box)
   ranges = {name: (float(probes["val"].low[c * seeds].min()),
                    float(probes["val"].high[c * seeds].max()))
             for c, name in enumerate(names)}
@@ -237,66 +224,6 @@ def measurement_epochs(max_epochs: int, csr_every: int) -> list[int]:
   """Initialization (0), every ``csr_every`` epochs, and the last epoch."""
   return [0] + [e for e in range(1, max_epochs + 1)
                 if e % csr_every == 0 or e == max_epochs]
-
-
-class MeasureCsr(hooks.Hook):
-  """A ``training.fit`` hook: which probe examples are critical, per lane, at
-  each of ``epochs`` (0: the initialization).
-
-  Each measurement is saved to ``folder/epoch_<e>.npz`` as soon as it is made,
-  tied to the run's checkpoint fingerprint; a resumed run reloads the saved
-  ones (the run's checkpoint is never ahead of them) and measures the rest.
-  The LASS keys of epoch e are ``derive(seed_key(lass_seed), e)`` split over
-  the lanes, so a measurement does not depend on when the run was resumed.
-  """
-
-  def __init__(self, probes: dict, lass_config: complexity.LassConfig,
-               lass_seed: int, epochs, folder: str):
-    self.probes, self.lass_config, self.lass_seed = probes, lass_config, lass_seed
-    self.epochs, self.folder = list(epochs), folder
-    self.critical = {}  # epoch -> {"val", "train": (lanes, m) bool}
-    checkpointing.register(folder)
-    os.makedirs(folder, exist_ok=True)
-
-  def path(self, epoch: int) -> str:
-    return os.path.join(self.folder, f"epoch_{epoch:05d}.npz")
-
-  def measure(self, trainer, state, epoch: int, run_stamp: str) -> None:
-    path, stamp = self.path(epoch), checkpointing.fingerprint(run_stamp, epoch)
-    if os.path.exists(path):
-      self.critical[epoch] = checkpointing.load_npz(path, stamp)
-      return
-    lanes = self.probes["val"].x.shape[0]
-    lass_keys = keys.split(keys.derive(keys.seed_key(self.lass_seed), epoch),
-                           lanes)
-    critical = {split: np.asarray(complexity.seed_lass(
-        trainer, state, p.x, self.lass_config, lass_keys,
-        per_seed_inputs=True, scale=p.scale, low=p.low, high=p.high).critical)
-                for split, p in self.probes.items()}
-    checkpointing.save_npz(path, stamp, **critical)
-    self.critical[epoch] = critical
-
-  def start(self, run: hooks.RunStart) -> None:
-    for epoch in self.epochs:
-      if 0 < epoch <= run.epoch and not os.path.exists(self.path(epoch)):
-        raise ValueError(f"{self.path(epoch)} is missing but the checkpoint "
-                         f"of epoch {run.epoch} needs it; re-run with "
-                         "--overwrite to start again.")
-    # After a restore every earlier measurement is on disk (checked above), so
-    # ``run.state`` is measured only at the initialization of a fresh run.
-    for epoch in self.epochs:
-      if epoch <= run.epoch:
-        self.measure(run.trainer, run.state, epoch, run.fingerprint)
-
-  def end_epoch(self, event: hooks.EpochEnd) -> None:
-    if event.epoch in self.epochs:
-      self.measure(event.trainer, event.state, event.epoch, event.fingerprint)
-
-  def stacked(self) -> dict:
-    """{"epoch": (M,), "val"/"train": (M, lanes, m) bool} of every epoch."""
-    return {"epoch": np.array(self.epochs),
-            **{split: np.stack([self.critical[e][split] for e in self.epochs])
-               for split in SPLITS}}
 
 
 def train_with_csr(config, data, probes, lass_config, csr_every: int,
@@ -315,9 +242,10 @@ def train_with_csr(config, data, probes, lass_config, csr_every: int,
   {"epoch": (M,), "val"/"train": (M, lanes, m) bool}: which probe examples
   were critical at each measured epoch (0 = initialization).
   """
-  csr = MeasureCsr(probes, lass_config, lass_seed,
-                   measurement_epochs(config.max_epochs, csr_every),
-                   os.path.join(workdir, "csr"))
+  csr = complexity.MeasureCsr(
+      probes, lass_config, lass_seed,
+      measurement_epochs(config.max_epochs, csr_every),
+      os.path.join(workdir, "csr"))
   fit = training.fit(
       config, data, hooks=[csr],
       checkpoint_dir=os.path.join(workdir, "checkpoints"),
@@ -330,46 +258,15 @@ def train_with_csr(config, data, probes, lass_config, csr_every: int,
            "val_acc": fit.history["test_acc"]}, csr.stacked())
 
 
-def csr_mean_se(critical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Mean CSR over seeds and its standard error at every measurement.
-
-  ``critical``: (measurements, seeds, examples) bool. The SE is the larger of
-  the standard error over seeds and the Jeffreys standard error of the pooled
-  proportion (critical examples out of examples x seeds), so it is never zero
-  and never smaller than the binomial noise of a finite probe set.
-  """
-  counts = critical.sum(-1).astype(np.float64)
-  seeds, examples = critical.shape[1:]
-  per_seed = counts / examples
-  mean = per_seed.mean(1)
-  seed_se = np.array([stats.mean_se(row)[1] for row in per_seed])
-  binomial_se = stats.jeffreys_se(counts.sum(1), seeds * examples)
-  return mean, np.fmax(seed_se, binomial_se)
-
-
-def csr_jump(curve, se, epochs) -> dict | None:
-  """The CSR jump: the largest rise of ``curve`` between consecutive
-  measurements among those larger than ``stats.SIGMAS`` standard errors of the
-  rise (the two SEs in quadrature); None when no rise exceeds its noise."""
-  curve, se = np.asarray(curve, float), np.asarray(se, float)
-  rises, rise_se = np.diff(curve), np.hypot(se[1:], se[:-1])
-  significant = rises > stats.SIGMAS * rise_se
-  if not significant.any():
-    return None
-  i = int(np.argmax(np.where(significant, rises, -np.inf)))
-  return {"start": int(epochs[i]), "end": int(epochs[i + 1]),
-          "rise": float(rises[i]), "se": float(rise_se[i])}
-
-
 def summarize(names, seeds: int, curves, csr) -> dict:
   """Per condition: CSR (mean over seeds, SE), curves and accuracies."""
   summary = {}
   for c, name in enumerate(names):
     lanes = slice(c * seeds, (c + 1) * seeds)
-    val_csr, val_se = csr_mean_se(csr["val"][:, lanes])
-    train_csr, train_se = csr_mean_se(csr["train"][:, lanes])
+    val_csr, val_se = complexity.csr_mean_se(csr["val"][:, lanes])
+    train_csr, train_se = complexity.csr_mean_se(csr["train"][:, lanes])
     val_acc = curves["val_acc"][:, lanes].mean(1)
-    jump = csr_jump(val_csr, val_se, csr["epoch"])
+    jump = complexity.csr_jump(val_csr, val_se, csr["epoch"])
     summary[name] = {
         "csr": float(val_csr[-1]),
         "csr_se": float(val_se[-1]),
@@ -426,7 +323,8 @@ def claims(summary) -> list[reporting.Claim]:
     if not (name.startswith("randY_")
             and 0 < rand_lib.from_name(name).fraction < 1):
       continue
-    jump = csr_jump(s["csr_curve"], s["csr_curve_se"], s["csr_epochs"])
+    jump = complexity.csr_jump(s["csr_curve"], s["csr_curve_se"],
+                               s["csr_epochs"])
     if jump is None:
       rises = np.diff(s["csr_curve"])
       i = int(np.argmax(rises))
@@ -451,6 +349,7 @@ def claims(summary) -> list[reporting.Claim]:
 
 def plot(path, names, seeds, curves, summary, title):
   epochs = np.arange(1, curves["val_acc"].shape[0] + 1)
+  condition_mean = lambda v, c: v[:, c * seeds:(c + 1) * seeds].mean(1)
   panels = [
       {"title": "validation CSR (+- SE)", "xlabel": "epoch", "ylabel": "CSR",
        "lines": {n: (s["csr_epochs"], s["csr_curve"], s["csr_curve_se"])
@@ -462,8 +361,7 @@ def plot(path, names, seeds, curves, summary, title):
                      ("train_acc", "training accuracy")):
     panels.append({"title": f"{label} ({title})", "xlabel": "epoch",
                    "ylabel": "accuracy",
-                   "lines": {n: (epochs,
-                                 curves[key][:, c * seeds:(c + 1) * seeds].mean(1))
+                   "lines": {n: (epochs, condition_mean(curves[key], c))
                              for c, n in enumerate(names)}})
   return reporting.plot_panels(path, panels)
 

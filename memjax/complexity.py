@@ -28,6 +28,11 @@ Everything is vectorized: ``lass`` vmaps a per-example ``lax.while_loop`` over
 the examples (in chunks, so memory stays bounded), and ``seed_lass`` vmaps it
 over the seed axis of a ``TrainState``. Noise is a pure function of the key, the
 example index and the iteration.
+
+During training: ``MeasureCsr`` is a ``training.fit`` hook that records which
+examples of fixed probe sets (``CsrProbe``) are critical at chosen epochs,
+saving each measurement as it is made so that a resumed run reuses it;
+``csr_mean_se`` and ``csr_jump`` summarize such records over seeds.
 """
 
 from __future__ import annotations
@@ -35,14 +40,18 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 from typing import TYPE_CHECKING, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from memjax import checkpointing
 from memjax import chunking
+from memjax import hooks
 from memjax import keys
+from memjax import stats
 
 if TYPE_CHECKING:
   from memjax import training
@@ -248,3 +257,108 @@ def seed_csr(trainer: training.Trainer, state: training.TrainState, x,
   result = seed_lass(trainer, state, x, config, keys,
                      per_seed_inputs=per_seed_inputs, **box)
   return np.asarray(result.critical.mean(axis=1))
+
+
+@dataclasses.dataclass(frozen=True)
+class CsrProbe:
+  """The examples whose CSR is measured during training and their LASS boxes
+  (``lass``'s ``scale``, ``low``, ``high``), per seed lane."""
+
+  ids: np.ndarray  # (m,) positions in the split, the same for every lane
+  x: np.ndarray  # (lanes, m, ...) inputs
+  scale: np.ndarray  # (lanes, m) preprocessing scale of pixels / 255
+  low: np.ndarray  # (lanes, m) valid input range
+  high: np.ndarray
+
+
+class MeasureCsr(hooks.Hook):
+  """A ``training.fit`` hook: which examples of each probe (name ->
+  ``CsrProbe``) are critical, per lane, at each of ``epochs`` (0: the
+  initialization).
+
+  Each measurement is saved to ``folder/epoch_<e>.npz`` as soon as it is made,
+  tied to the run's checkpoint fingerprint (pass the LASS config, ``seed`` and
+  the probes as ``fit``'s ``fingerprint_parts``); a resumed run reloads the
+  saved ones (the run's checkpoint is never ahead of them) and measures the
+  rest. The LASS keys of epoch e are ``derive(seed_key(seed), e)`` split over
+  the lanes, so a measurement does not depend on when the run was resumed.
+  """
+
+  def __init__(self, probes: dict, config: LassConfig, seed: int, epochs,
+               folder: str):
+    self.probes, self.config, self.seed = probes, config, seed
+    self.epochs, self.folder = list(epochs), folder
+    self.critical = {}  # epoch -> probe name -> (lanes, m) bool
+    checkpointing.register(folder)
+    os.makedirs(folder, exist_ok=True)
+
+  def path(self, epoch: int) -> str:
+    return os.path.join(self.folder, f"epoch_{epoch:05d}.npz")
+
+  def measure(self, trainer, state, epoch: int, run_stamp: str) -> None:
+    path, stamp = self.path(epoch), checkpointing.fingerprint(run_stamp, epoch)
+    if os.path.exists(path):
+      self.critical[epoch] = checkpointing.load_npz(path, stamp)
+      return
+    lanes = jax.tree.leaves(state)[0].shape[0]
+    search_keys = keys.split(keys.derive(keys.seed_key(self.seed), epoch),
+                             lanes)
+    critical = {name: np.asarray(seed_lass(
+        trainer, state, p.x, self.config, search_keys, per_seed_inputs=True,
+        scale=p.scale, low=p.low, high=p.high).critical)
+                for name, p in self.probes.items()}
+    checkpointing.save_npz(path, stamp, **critical)
+    self.critical[epoch] = critical
+
+  def start(self, run: hooks.RunStart) -> None:
+    for epoch in self.epochs:
+      if 0 < epoch <= run.epoch and not os.path.exists(self.path(epoch)):
+        raise ValueError(f"{self.path(epoch)} is missing but the checkpoint "
+                         f"of epoch {run.epoch} needs it; re-run with "
+                         "--overwrite to start again.")
+    # After a restore every earlier measurement is on disk (checked above), so
+    # ``run.state`` is measured only at the initialization of a fresh run.
+    for epoch in self.epochs:
+      if epoch <= run.epoch:
+        self.measure(run.trainer, run.state, epoch, run.fingerprint)
+
+  def end_epoch(self, event: hooks.EpochEnd) -> None:
+    if event.epoch in self.epochs:
+      self.measure(event.trainer, event.state, event.epoch, event.fingerprint)
+
+  def stacked(self) -> dict:
+    """{"epoch": (M,), probe name: (M, lanes, m) bool} over ``epochs``."""
+    return {"epoch": np.array(self.epochs),
+            **{name: np.stack([self.critical[e][name] for e in self.epochs])
+               for name in self.probes}}
+
+
+def csr_mean_se(critical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Mean CSR over seeds and its standard error at every measurement.
+
+  ``critical``: (measurements, seeds, examples) bool. The SE is the larger of
+  the standard error over seeds and the Jeffreys standard error of the pooled
+  proportion (critical examples out of examples x seeds), so it is never zero
+  and never smaller than the binomial noise of a finite probe set.
+  """
+  counts = critical.sum(-1).astype(np.float64)
+  seeds, examples = critical.shape[1:]
+  per_seed = counts / examples
+  mean = per_seed.mean(1)
+  seed_se = np.array([stats.mean_se(row)[1] for row in per_seed])
+  binomial_se = stats.jeffreys_se(counts.sum(1), seeds * examples)
+  return mean, np.fmax(seed_se, binomial_se)
+
+
+def csr_jump(curve, se, epochs) -> dict | None:
+  """The CSR jump: the largest rise of ``curve`` between consecutive
+  measurements among those larger than ``stats.SIGMAS`` standard errors of the
+  rise (the two SEs in quadrature); None when no rise exceeds its noise."""
+  curve, se = np.asarray(curve, float), np.asarray(se, float)
+  rises, rise_se = np.diff(curve), np.hypot(se[1:], se[:-1])
+  significant = rises > stats.SIGMAS * rise_se
+  if not significant.any():
+    return None
+  i = int(np.argmax(np.where(significant, rises, -np.inf)))
+  return {"start": int(epochs[i]), "end": int(epochs[i + 1]),
+          "rise": float(rises[i]), "se": float(rise_se[i])}

@@ -293,7 +293,7 @@ class CriticalSamplesClaimsTest(absltest.TestCase):
     claim = self.claim({"randY_0.2": slow}, "accuracy peaks")
     self.assertEqual(claim.verdict, "NOT REPRODUCED")
     self.assertIn("no CSR jump", claim.measured)
-    self.assertIsNone(self.module.csr_jump(slow["csr_curve"],
+    self.assertIsNone(complexity.csr_jump(slow["csr_curve"],
                                            slow["csr_curve_se"],
                                            slow["csr_epochs"]))
 
@@ -308,14 +308,14 @@ class CriticalSamplesClaimsTest(absltest.TestCase):
   def test_csr_standard_error_counts_seeds_and_examples(self):
     # (measurements, seeds, examples); no example critical: SE still > 0.
     none = np.zeros((1, 3, 200), bool)
-    mean, se = self.module.csr_mean_se(none)
+    mean, se = complexity.csr_mean_se(none)
     self.assertEqual(mean[0], 0.0)
     self.assertGreater(se[0], 0.0)
     # Seeds that disagree: the SE over seeds exceeds the binomial one.
     spread = np.zeros((1, 3, 200), bool)
     spread[0, 1, :40] = True
     spread[0, 2, :120] = True
-    mean, se = self.module.csr_mean_se(spread)
+    mean, se = complexity.csr_mean_se(spread)
     self.assertAlmostEqual(mean[0], (0 + 0.2 + 0.6) / 3)
     per_seed = np.array([0.0, 0.2, 0.6])
     self.assertAlmostEqual(se[0], per_seed.std(ddof=1) / np.sqrt(3))
