@@ -71,8 +71,10 @@ Outputs in --workdir: results.json (summary keyed by condition with ``csr``
 and ``csr_se``, the initial and training CSR, accuracies and the CSR curves),
 critical_samples.png (validation CSR with its standard error, training CSR and
 accuracies vs epoch), csr/epoch_<e>.npz (which measured examples were critical,
-per lane), training checkpoints. Re-running the same command resumes: training
-from its latest checkpoint, and every CSR measurement already saved is reused.
+per lane), training checkpoints (with checkpoints/metrics.jsonl, the per-epoch
+accuracies and losses of every lane). Re-running the same command resumes:
+training from its latest checkpoint, and every CSR measurement already saved
+is reused.
 """
 
 import dataclasses
