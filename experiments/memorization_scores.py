@@ -114,8 +114,18 @@ memorization_stderr.npy, c_score.npy, c_score_stderr.npy, test_c_score.npy,
 influence_top_k.npz (per test example its top-k training examples, with
 standard errors), memorized_examples.png (most and least memorized images),
 influential_pairs.png, score_histogram.png, and chunks/ (every finished chunk
-of runs; re-running the same command resumes from them). Every flag is
-validated before any training or any write.
+of runs; re-running the same command resumes from them). The same scores in
+the dataset's original order (for CIFAR the order of the original files, from
+the tfds record ids; the embedded datasets' own order) and in the published
+schemas (``memjax.published``), so that code written for the releases loads
+them unchanged and ``experiments/compare_scores.py`` compares them with the
+released files: c_score_orig_order.npz (Jiang et al.'s C-score files:
+``labels``, ``scores``, and ``stderr``) and infl_matrix_orig_order.npz
+(Feldman & Zhang's cifar100_infl_matrix.npz: ``tr_mem``, ``tr_labels``,
+``tt_labels``, per class ``tr_classidx_{c}``, ``tt_classidx_{c}``,
+``infl_matrix_class{c}``, from the first ratio's runs); their labels are the
+true labels, as in the releases. Every flag is validated before any training
+or any write.
 """
 
 from __future__ import annotations
@@ -123,17 +133,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-import typing
 
 from absl import flags
 import numpy as np
-import pandas as pd
 
 from memjax import checkpointing
 from memjax import cli
 from memjax import data as data_lib
-from memjax import keys
 from memjax import memorization
+from memjax import memorization_analysis as analysis
 from memjax import randomization
 from memjax import reporting
 from memjax import stats
@@ -174,13 +182,13 @@ def define_flags() -> None:
 
 
 SMOKE_RUNS = dict(runs=8, seeds=4)
-NATURAL_LABELS = "natural_labels"  # the condition name at --corruption=0
 
-# Criteria, fixed before measuring (see the module docstring).
+# Criteria, fixed before measuring (see the module docstring); the analyses'
+# top fraction (5%), neighbours (10) and family-wise alpha (0.05) are
+# analysis.TOP_FRACTION, NEIGHBOURS and PAIR_FAMILY_ALPHA.
 PIPELINE_AUC = 0.9
-TOP_FRACTION = 0.05
-NEIGHBOURS = 10
-PAIR_FAMILY_ALPHA = 0.05
+TOP_FRACTION = analysis.TOP_FRACTION
+NEIGHBOURS = analysis.NEIGHBOURS
 SAME_LABEL_SHARE = 0.5
 RANDOM_PERCENTILE = 0.5
 
@@ -206,7 +214,8 @@ def conditions(values) -> tuple[str, ...]:
     raise ValueError(f"--label_noise must be distinct values of "
                      f"{', '.join(randomization.LABEL_NOISE)}, got "
                      f"{values.label_noise}.")
-  return (NATURAL_LABELS,) if values.corruption == 0 else kinds
+  return ((analysis.NATURAL_LABELS,) if values.corruption == 0
+          else kinds)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,7 +224,7 @@ class Config:
 
   data: data_lib.DataConfig
   estimate: memorization.EstimateConfig  # the subset runs of each condition
-  conditions: tuple[str, ...]  # label-noise kinds, or (NATURAL_LABELS,)
+  conditions: tuple[str, ...]  # label-noise kinds, or natural labels
   corruption: float  # fraction of training labels redrawn
   randomization_seed: int  # seeds the label corruption
   top_k: int  # most influential training examples kept per test example
@@ -240,144 +249,6 @@ def config_from_flags(values) -> Config:
       conditions=names, corruption=values.corruption,
       randomization_seed=values.randomization_seed, top_k=values.top_k,
       show=values.show)
-
-
-class Condition(typing.NamedTuple):
-  """One label-noise condition's training set."""
-
-  name: str
-  dataset: data_lib.Dataset  # with the corrupted training labels
-  original: np.ndarray  # the true training labels
-  corrupted: np.ndarray  # bool: the label differs from the true one
-  redrawn: np.ndarray  # bool: the label was drawn anew (may equal the true one)
-
-
-def make_condition(dataset, name, corruption, randomization_seed) -> Condition:
-  original = dataset.y_train
-  if name == NATURAL_LABELS:
-    none = np.zeros(len(original), bool)
-    return Condition(name, dataset, original, none, none)
-  noise = randomization.Randomization("corrupt_labels", corruption, name)
-  randomized = randomization.apply(dataset, noise,
-                                   keys.seed_key(randomization_seed))
-  return Condition(name, randomized.dataset, original,
-                   randomized.dataset.y_train != original,
-                   randomized.train_mask)
-
-
-# --- Analyses: pure functions of the runs and the data ------------------------
-
-def top_versus_rest(values, scores, eligible,
-                    fraction: float = TOP_FRACTION) -> dict:
-  """Mean of ``values`` over the ``fraction`` of ``eligible`` examples with the
-  highest ``scores`` (every example tied at the cut included) against the
-  other eligible ones; ``difference`` = rest - top, with its standard error."""
-  values, scores = np.asarray(values, float), np.asarray(scores, float)
-  keep = np.asarray(eligible) & np.isfinite(values) & np.isfinite(scores)
-  out = {"num_top": 0, "num_rest": int(keep.sum()), "score_cut": None,
-         "top": None, "rest": None, "difference": float("nan"),
-         "se": float("nan")}
-  if keep.sum() < 2:
-    return out
-  cut = float(np.quantile(scores[keep], 1 - fraction))
-  top = keep & (scores >= cut)
-  rest = keep & ~top
-  out.update(num_top=int(top.sum()), num_rest=int(rest.sum()), score_cut=cut)
-  if top.sum() and rest.sum():
-    out.update(top=float(values[top].mean()), rest=float(values[rest].mean()))
-    out["difference"], out["se"] = stats.difference(values[rest], values[top])
-  return out
-
-
-def split_half(masks, train_correct, run, clean) -> dict:
-  """Claim 2: top clean examples by memorization on the even-numbered runs,
-  their held-out accuracy on the odd-numbered runs."""
-  even = np.asarray(run) % 2 == 0
-  scores = memorization.memorization(masks[even], train_correct[even]).value
-  heldout = memorization.heldout_accuracy(masks[~even],
-                                          train_correct[~even]).value
-  return top_versus_rest(heldout, scores, clean)
-
-
-def influential_pairs(top: memorization.TopInfluence, masks, test_correct,
-                      x_train, y_train, x_test, y_test) -> dict:
-  """Claims 4 and 5 from each test example's most influential training
-  example: which pairs are significant, whether they share a label and how
-  near they are."""
-  n, n_test = len(y_train), len(y_test)
-  alpha = PAIR_FAMILY_ALPHA / (n * n_test)  # Bonferroni over every pair
-  p_values = memorization.influence_p_values(masks, test_correct,
-                                             top.index[:, 0], np.arange(n_test))
-  test_index = np.flatnonzero(p_values < alpha)
-  train_index = top.index[test_index, 0]
-  same = y_train[train_index] == y_test[test_index]
-  low, high = stats.jeffreys_interval(same.sum(), len(same))
-  classes = np.arange(max(y_train.max(), y_test.max()) + 1)
-  chance = float(sum(np.mean(y_train == c) * np.mean(y_test == c)
-                     for c in classes))
-  percentile = memorization.distance_percentile(
-      x_train, y_train, x_test, y_test, train_index[same], test_index[same])
-  percentile = percentile[np.isfinite(percentile)]
-  mean, mean_se = (stats.mean_se(percentile) if percentile.size
-                   else (float("nan"), float("nan")))
-  value = top.value[test_index, 0]
-  order = np.argsort(-value, kind="stable")
-  return {
-      "test_examples": n_test, "alpha_per_pair": alpha,
-      "significant": int(len(test_index)),
-      "same_label": int(same.sum()),
-      "same_label_share": float(same.mean()) if len(same) else float("nan"),
-      "same_label_low": float(low), "same_label_high": float(high),
-      "same_label_se": float(stats.jeffreys_se(same.sum(), len(same)))
-                       if len(same) else float("nan"),
-      "chance_same_label": chance,
-      "distance_percentile": mean, "distance_percentile_se": mean_se,
-      "distance_pairs": int(percentile.size),
-      # The significant pairs, most influential first: (train, test, infl).
-      "pairs": [(int(train_index[p]), int(test_index[p]), float(value[p]))
-                for p in order],
-  }
-
-
-def summarize(condition: Condition, runs, first, mem, cscore, test_cscore,
-              top, knn) -> dict:
-  """One condition's numbers. ``runs``: every run; ``first``: the runs at the
-  first ratio (memorization and influence)."""
-  corrupted, clean = condition.corrupted, ~condition.corrupted
-  mean = lambda v: float(np.nanmean(v)) if np.isfinite(v).any() else None
-  finite = np.isfinite(mem.value)
-  kept = condition.redrawn & ~corrupted
-  d = condition.dataset
-  return {
-      "runs": runs.num_runs,
-      "train_examples": len(corrupted),
-      "corrupted_examples": int(corrupted.sum()),
-      "redrawn_kept_true_label": int(kept.sum()),
-      "mean_score_corrupted": mean(mem.value[corrupted]),
-      "mean_score_clean": mean(mem.value[clean]),
-      "mean_score_redrawn_kept": mean(mem.value[kept]),
-      "auc_corrupted": (stats.auc(mem.value[finite], corrupted[finite])
-                        if corrupted.any() and clean.any() else None),
-      "mean_stderr": mean(mem.stderr),
-      "mean_held_in": mean(mem.num_in),
-      "mean_held_out": mean(mem.num_out),
-      "subset_train_acc": float((first.masks & first.train_correct).sum()
-                                / first.masks.sum()),
-      "test_acc": float(first.test_correct.mean()),
-      "mean_c_score": mean(cscore.value),
-      "mean_c_score_stderr": mean(cscore.stderr),
-      "mean_test_c_score": mean(test_cscore.value),
-      "mean_top1_influence": mean(top.value[:, 0]),
-      "split_half": split_half(first.masks, first.train_correct, first.run,
-                               clean),
-      "atypical": top_versus_rest(knn, mem.value, clean),
-      "influential_pairs": influential_pairs(
-          top, first.masks, first.test_correct, d.x_train, d.y_train,
-          d.x_test, d.y_test),
-      "seconds": runs.seconds,
-      "cpu_seconds": runs.cpu_seconds,
-      "runs_per_second": runs.num_runs / runs.seconds,
-  }
 
 
 # --- Claims: pure functions of the summary -------------------------------------
@@ -451,104 +322,9 @@ def claims(summary: dict) -> list[reporting.Claim]:
   return [c for name, s in summary.items() for c in condition_claims(name, s)]
 
 
-# --- Outputs -----------------------------------------------------------------
-
-def write_csv(path, condition, mem, cscore, knn):
-  checkpointing.register(path)
-  pd.DataFrame({"index": np.arange(len(condition.original)),
-                "label": condition.dataset.y_train,
-                "original_label": condition.original,
-                "corrupted": condition.corrupted,
-                "score": mem.value, "stderr": mem.stderr,
-                "c_score": cscore.value, "c_score_stderr": cscore.stderr,
-                "knn_label_agreement": knn,
-                "num_in": mem.num_in, "num_out": mem.num_out}
-               ).to_csv(path, index=False, float_format="%.5g")
-  return path
-
-
-def ranked(scores, classes, descending):
-  """Example indices by score; ties go round the classes in turn.
-
-  Many examples tie (e.g. at a score of 1), and the training split is sorted
-  by class, so breaking ties by index would show one class only.
-  """
-  rank_in_class = np.zeros(len(classes), int)
-  for c in np.unique(classes):
-    rank_in_class[classes == c] = np.arange((classes == c).sum())
-  key = np.nan_to_num(scores, nan=-np.inf if descending else np.inf)
-  return np.lexsort((classes, rank_in_class, -key if descending else key))
-
-
-def _image_grid(rows: dict, show: int):
-  plt = reporting.pyplot()
-  fig, axes = plt.subplots(len(rows), show,
-                           figsize=(1.3 * show, 0.6 + 1.8 * len(rows)),
-                           squeeze=False)
-  for row, (title, images) in zip(axes, rows.items()):
-    for ax in row:
-      ax.set_xticks([])
-      ax.set_yticks([])
-    for ax, (image, caption) in zip(row, images):
-      ax.imshow(image[:, :, 0], cmap="gray")
-      ax.set_title(caption, fontsize=7)
-    row[0].set_ylabel(title, fontsize=8)
-  return fig
-
-
-def plot_examples(path, condition, scores, show):
-  """Rows of the most memorized, most memorized clean and least memorized."""
-  d, original = condition.dataset, condition.original
-  show = min(show, len(scores) // 2)
-  most = ranked(scores, original, True)
-  picks = {"most memorized": most[:show]}
-  clean = ~condition.corrupted
-  if not clean.all():
-    # Clean examples that are still memorized: atypical or ambiguous digits.
-    picks["most memorized\nclean label"] = most[clean[most]][:show]
-  picks["least memorized"] = ranked(scores, original, False)[:show]
-  caption = lambda i: (f"#{i} y={d.y_train[i]}"
-                       + (f" ({original[i]})" if d.y_train[i] != original[i]
-                          else "") + f"\nmem {scores[i]:.2f}")
-  fig = _image_grid({title: [(d.x_train[i], caption(i)) for i in indices]
-                     for title, indices in picks.items()}, show)
-  fig.suptitle("Most and least memorized training examples: #index, label "
-               "(true label if corrupted), score", fontsize=9)
-  return reporting.save_figure(fig, path)
-
-
-def plot_pairs(path, condition, pairs, show):
-  """The most influential significant pairs: test image above training image."""
-  d = condition.dataset
-  pairs = pairs[:show]
-  fig = _image_grid({
-      "test": [(d.x_test[j], f"test #{j} y={d.y_test[j]}")
-               for _, j, _ in pairs],
-      "training": [(d.x_train[i], f"train #{i} y={d.y_train[i]}\n"
-                    f"infl {v:.2f}") for i, j, v in pairs]},
-                    max(1, len(pairs)))
-  fig.suptitle(f"{condition.name}: the {len(pairs)} most influential "
-               "significant train-test pairs", fontsize=9)
-  return reporting.save_figure(fig, path)
-
-
-def plot_histogram(path, scores, corrupted, title):
-  plt = reporting.pyplot()
-  fig, ax = plt.subplots(figsize=(6.4, 4.2))
-  bins = np.linspace(-0.2, 1.0, 49)
-  for name, keep in (("clean", ~corrupted), ("corrupted", corrupted)):
-    if keep.any():
-      ax.hist(np.clip(scores[keep], bins[0], bins[-1]), bins=bins, alpha=0.6,
-              label=f"{name} ({keep.sum()})")
-  ax.set_xlabel("memorization score")
-  ax.set_ylabel("training examples")
-  ax.set_title(title)
-  ax.legend()
-  return reporting.save_figure(fig, path)
-
-
-def run_condition(condition: Condition, config: memorization.EstimateConfig,
-                  folder: str, show: int, top_k: int, progress: str | None):
+def run_condition(condition: analysis.Condition,
+                  config: memorization.EstimateConfig, folder: str, show: int,
+                  top_k: int, progress: str | None):
   """Trains (or resumes) one condition's runs, writes its files; returns
   (summary, per-ratio runs)."""
   d = condition.dataset
@@ -562,28 +338,15 @@ def run_condition(condition: Condition, config: memorization.EstimateConfig,
   top = memorization.influence_top_k(first.masks, first.test_correct, top_k)
   cscore = memorization.c_score(runs.ratio, runs.masks, runs.train_correct)
   test_cscore = memorization.c_score(runs.ratio, None, runs.test_correct)
-  knn = memorization.knn_label_agreement(d.x_train, condition.original,
-                                         min(NEIGHBOURS, len(d.y_train) - 1))
-  summary = summarize(condition, runs, first, mem, cscore, test_cscore, top,
-                      knn)
-
-  out = lambda name: os.path.join(folder, name)
-  for name, value in (("memorization", mem.value),
-                      ("memorization_stderr", mem.stderr),
-                      ("c_score", cscore.value),
-                      ("c_score_stderr", cscore.stderr),
-                      ("test_c_score", test_cscore.value)):
-    checkpointing.register(out(f"{name}.npy"))
-    np.save(out(f"{name}.npy"), value.astype(np.float32))
-  checkpointing.save_npz(out("influence_top_k.npz"), index=top.index,
-                         value=top.value, stderr=top.stderr)
-  write_csv(out("scores.csv"), condition, mem, cscore, knn)
-  plot_examples(out("memorized_examples.png"), condition, mem.value, show)
-  plot_pairs(out("influential_pairs.png"), condition,
-             summary["influential_pairs"]["pairs"], show)
-  plot_histogram(out("score_histogram.png"), mem.value, condition.corrupted,
-                 f"{d.name}, {config.train.model}, {condition.name}, "
-                 f"{first.num_runs} runs at ratio {config.ratios[0]}")
+  knn = analysis.knn_label_agreement(d.x_train, condition.original,
+                                     min(NEIGHBOURS, len(d.y_train) - 1))
+  summary = analysis.summarize(condition, runs, first, mem, cscore,
+                               test_cscore, top, knn)
+  analysis.write_files(
+      folder, condition, first, mem, cscore, test_cscore, top, knn,
+      summary["influential_pairs"]["pairs"], show,
+      f"{d.name}, {config.train.model}, {condition.name}, "
+      f"{first.num_runs} runs at ratio {config.ratios[0]}")
   per_ratio = {}
   for r in config.ratios:
     at_r = runs.at_ratio(r)
@@ -603,8 +366,8 @@ def run(config: Config, workdir: str,
   if config.top_k > len(dataset.y_train):
     raise ValueError(f"--top_k={config.top_k} must be in [1, "
                      f"{len(dataset.y_train)}] (the training set size).")
-  conditions_ = [make_condition(dataset, name, config.corruption,
-                                config.randomization_seed)
+  conditions_ = [analysis.make_condition(dataset, name, config.corruption,
+                                         config.randomization_seed)
                  for name in config.conditions]
   cli.claim_workdir(workdir, config, control, dataset,
                     [dataclasses.replace(train, num_seeds=estimate.chunk_size)])

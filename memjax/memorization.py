@@ -45,12 +45,8 @@ approximation fails. A run whose training loss, or whose final model's clean
 evaluation loss, is not finite stops the estimate with a FloatingPointError
 naming the run.
 
-Geometry. ``knn_label_agreement`` (the share of an example's nearest training
-inputs that share its label: a k-NN estimate of Jiang et al.'s relative local
-density of its class) and ``distance_percentile`` (how near a training example
-is to a test example compared with the other training examples of the test
-example's label) relate the scores to the input space, independently of any
-network.
+The input-space geometry that the memorization experiment relates the scores
+to is in ``memjax.memorization_analysis``.
 """
 
 from __future__ import annotations
@@ -474,57 +470,3 @@ def c_score(run_ratios, masks, correct) -> Estimate:
   stderr = np.sqrt(sum(p.stderr ** 2 for p in parts)) / k
   return Estimate(value, stderr, sum(p.num_in for p in parts),
                   sum(p.num_out for p in parts))
-
-
-def _squared_distances(a, b):
-  """(len(a), len(b)) squared Euclidean distances of flattened inputs."""
-  a = np.asarray(a, np.float64).reshape(len(a), -1)
-  b = np.asarray(b, np.float64).reshape(len(b), -1)
-  d2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
-  return np.maximum(d2, 0.0)
-
-
-def knn_label_agreement(x, labels, k: int = 10,
-                        block_size: int = 1024) -> np.ndarray:
-  """Per example, the share of its ``k`` nearest other examples (Euclidean
-  distance of the inputs) that carry its label.
-
-  A k-NN estimate of an example's relative local density of its own class (the
-  input-space proxy of Jiang et al.'s C-score): low for atypical or ambiguous
-  examples, which lie among other classes. Memory stays at (block_size, n).
-  """
-  labels = np.asarray(labels)
-  n = len(labels)
-  if not 1 <= k < n:
-    raise ValueError(f"k={k} must be in [1, {n - 1}] (the other examples).")
-  agreement = np.empty(n)
-  for start in range(0, n, block_size):
-    rows = np.arange(start, min(start + block_size, n))
-    d2 = _squared_distances(np.asarray(x)[rows], x)
-    d2[np.arange(len(rows)), rows] = np.inf  # not its own neighbour
-    nearest = np.argpartition(d2, k - 1, axis=1)[:, :k]
-    agreement[rows] = (labels[nearest] == labels[rows, None]).mean(1)
-  return agreement
-
-
-def distance_percentile(x_train, train_labels, x_test, test_labels,
-                        train_index, test_index) -> np.ndarray:
-  """For each pair (train_index[p], test_index[p]), the share of the other
-  training examples labelled like the test example that lie nearer to it
-  (ties count half): 0.5 on average for a random same-label training example,
-  near 0 for a near duplicate; NaN where no other training example has the
-  label."""
-  train_labels = np.asarray(train_labels)
-  test_index = np.asarray(test_index, int)
-  train_index = np.asarray(train_index, int)
-  out = np.full(len(test_index), np.nan)
-  if not len(test_index):
-    return out
-  d2 = _squared_distances(np.asarray(x_test)[test_index], x_train)
-  for p, (i, j) in enumerate(zip(train_index, test_index)):
-    others = train_labels == np.asarray(test_labels)[j]
-    others[i] = False
-    if others.any():
-      d = d2[p, others]
-      out[p] = ((d < d2[p, i]).sum() + 0.5 * (d == d2[p, i]).sum()) / len(d)
-  return out

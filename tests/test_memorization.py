@@ -24,6 +24,8 @@ from memjax import cli
 from memjax import data as data_lib
 from memjax import keys
 from memjax import memorization
+from memjax import memorization_analysis as analysis
+from memjax import published
 from memjax import stats
 from memjax import training
 
@@ -219,7 +221,7 @@ class GeometryTest(absltest.TestCase):
     rng = np.random.default_rng(3)
     x = rng.normal(size=(30, 2, 2, 1)).astype(np.float32)
     labels = rng.integers(0, 3, 30)
-    got = memorization.knn_label_agreement(x, labels, k=4, block_size=7)
+    got = analysis.knn_label_agreement(x, labels, k=4, block_size=7)
     flat = x.reshape(30, -1)
     for i in range(30):
       d = ((flat - flat[i]) ** 2).sum(1)
@@ -227,7 +229,7 @@ class GeometryTest(absltest.TestCase):
       nearest = np.argsort(d)[:4]
       self.assertAlmostEqual(got[i], (labels[nearest] == labels[i]).mean())
     with self.assertRaises(ValueError):
-      memorization.knn_label_agreement(x, labels, k=30)
+      analysis.knn_label_agreement(x, labels, k=30)
 
   def test_distance_percentile(self):
     x_train = np.arange(6, dtype=np.float32).reshape(6, 1, 1, 1)
@@ -238,11 +240,59 @@ class GeometryTest(absltest.TestCase):
     # Training 3 is the farthest class-0 example from test 0: all 3 nearer.
     # Test 1 is at training 3: training 2 is at distance 1, like training 4,
     # which is of another class and does not count.
-    got = memorization.distance_percentile(x_train, y_train, x_test, y_test,
+    got = analysis.distance_percentile(x_train, y_train, x_test, y_test,
                                            [0, 3, 2], [0, 0, 1])
     np.testing.assert_allclose(got, [0.0, 1.0, 1 / 3])
-    self.assertEmpty(memorization.distance_percentile(
+    self.assertEmpty(analysis.distance_percentile(
         x_train, y_train, x_test, y_test, [], []))
+
+
+class PublishedFilesTest(absltest.TestCase):
+  """The experiment's original-order files where memjax's order is not the
+  original one (as for CIFAR's tfds records)."""
+
+  def test_scores_and_true_labels_land_at_their_original_index(self):
+    rng = np.random.default_rng(0)
+    n, n_test = 12, 6
+    original = rng.permutation(n)  # memjax's example i is original[i]
+    test_original = rng.permutation(n_test)
+    true_labels = np.arange(n) % 3
+    dataset = data_lib.Dataset(
+        "mock", np.zeros((n, 2, 2, 1), np.float32), true_labels,
+        np.zeros((n_test, 2, 2, 1), np.float32), np.arange(n_test) % 3, 3,
+        train_original_index=original, test_original_index=test_original,
+        original_sizes=(n, n_test))
+    noisy = dataset.replace(y_train=(true_labels + 1) % 3)
+    condition = analysis.Condition("uniform", noisy, true_labels,
+                                   np.ones(n, bool), np.ones(n, bool))
+    masks = _random_runs(rng, 40, n)
+    runs = memorization.SubsetRuns(
+        np.full(40, 0.5), np.arange(40), masks, rng.random((40, n)) < 0.5,
+        rng.random((40, n_test)) < 0.5, 0.0, 0.0)
+    mem = memorization.memorization(runs.masks, runs.train_correct)
+    cscore = memorization.c_score(runs.ratio, runs.masks, runs.train_correct)
+    folder = _tempdir(self)
+    analysis.write_published(folder, condition, runs, mem, cscore)
+    with np.load(os.path.join(folder, analysis.C_SCORE_FILE)) as f:
+      np.testing.assert_array_equal(f["labels"][original], true_labels)
+      np.testing.assert_allclose(f["scores"][original], cscore.value,
+                                 rtol=1e-6)
+    with np.load(os.path.join(folder, analysis.INFL_MATRIX_FILE)) as f:
+      np.testing.assert_array_equal(f["tr_labels"][original], true_labels)
+      np.testing.assert_array_equal(f["tt_labels"][test_original],
+                                    dataset.y_test)
+      np.testing.assert_allclose(f["tr_mem"][original], mem.value, rtol=1e-6)
+      # Class 1's block: its training examples by ascending original index.
+      train_key, test_key, matrix_key = published.class_keys(1)
+      rows = np.flatnonzero(true_labels == 1)
+      rows = rows[np.argsort(original[rows])]
+      np.testing.assert_array_equal(f[train_key], original[rows])
+      test_rows = np.flatnonzero(dataset.y_test == 1)
+      test_rows = test_rows[np.argsort(test_original[test_rows])]
+      np.testing.assert_allclose(
+          f[matrix_key], memorization.influence(
+              masks[:, rows], runs.test_correct[:, test_rows]).value,
+          rtol=1e-6)
 
 
 class ChunkedEstimateTest(absltest.TestCase):
@@ -355,7 +405,7 @@ def _comparison(effect: float, seed: int = 0, n: int = 400) -> dict:
   scores = rng.random(n)
   values = 0.8 + 0.1 * rng.standard_normal(n)
   values[scores >= np.quantile(scores, 0.95)] -= effect
-  return experiment.top_versus_rest(values, scores, np.ones(n, bool))
+  return analysis.top_versus_rest(values, scores, np.ones(n, bool))
 
 
 def _pair_summary(influence: str = "lookup", same_label: bool = True,
@@ -383,7 +433,7 @@ def _pair_summary(influence: str = "lookup", same_label: bool = True,
       x_test[j] = 2 * others.mean(0) - x_train[i]
   y_test = y_train[partner] if same_label else 1 - y_train[partner]
   top = memorization.influence_top_k(masks, test_correct, k=2)
-  return experiment.influential_pairs(top, masks, test_correct, x_train,
+  return analysis.influential_pairs(top, masks, test_correct, x_train,
                                       y_train, x_test.astype(np.float32),
                                       y_test)
 
@@ -448,7 +498,7 @@ class ClaimsTest(absltest.TestCase):
                              "clean examples with high memorization")
 
   def test_comparison_of_too_few_examples_fails(self):
-    empty = experiment.top_versus_rest(np.ones(1), np.ones(1), np.ones(1, bool))
+    empty = analysis.top_versus_rest(np.ones(1), np.ones(1), np.ones(1, bool))
     self.assertTrue(np.isnan(empty["difference"]))
     self.assert_only_fails(self.verdicts(atypical=empty),
                            "clean examples with high memorization")
@@ -499,6 +549,36 @@ class ExperimentTest(absltest.TestCase):
       code = cli.execute(experiment, ["--noprogress", *args])
     return code, out.getvalue(), err.getvalue()
 
+  def assert_published_files(self, folder, memorization_scores):
+    """The condition's original-order files load with numpy, hold the
+    published keys, and carry the dataset's (true) labels: the embedded
+    dataset's order is its own, so they equal memjax's arrays."""
+    config, _, _ = cli.from_args(experiment, ["--smoke"])
+    dataset = data_lib.load(config.data)
+    with np.load(os.path.join(folder, analysis.C_SCORE_FILE)) as f:
+      self.assertContainsSubset({"labels", "scores", "stderr"}, set(f.files))
+      np.testing.assert_array_equal(f["labels"], dataset.y_train)
+      np.testing.assert_array_equal(
+          f["scores"], np.load(os.path.join(folder, "c_score.npy")))
+    with np.load(os.path.join(folder, analysis.INFL_MATRIX_FILE)) as f:
+      self.assertContainsSubset({"tr_mem", "tr_labels", "tt_labels"},
+                                set(f.files))
+      np.testing.assert_array_equal(f["tr_labels"], dataset.y_train)
+      np.testing.assert_array_equal(f["tt_labels"], dataset.y_test)
+      np.testing.assert_array_equal(f["tr_mem"], memorization_scores)
+      for label in range(dataset.num_classes):
+        train_key, test_key, matrix_key = published.class_keys(label)
+        np.testing.assert_array_equal(
+            f[train_key], np.flatnonzero(dataset.y_train == label))
+        np.testing.assert_array_equal(
+            f[test_key], np.flatnonzero(dataset.y_test == label))
+        self.assertEqual(f[matrix_key].shape,
+                         (len(f[train_key]), len(f[test_key])))
+    # compare_scores reads memjax's file as a score file of its schema.
+    loaded = published.load_scores(
+        os.path.join(folder, analysis.INFL_MATRIX_FILE))
+    self.assertEqual(loaded.schema, "infl_matrix")
+
   def test_smoke_run_writes_scores_summary_resumes_and_names_damage(self):
     workdir = _tempdir(self)
     code, stdout, stderr = self.run_script("--smoke", "--workdir", workdir)
@@ -532,6 +612,7 @@ class ExperimentTest(absltest.TestCase):
                      "influential_pairs.png"):
         self.assertTrue(os.path.exists(os.path.join(folder, figure)))
       self.assertLen(os.listdir(os.path.join(folder, "chunks")), 2)
+      self.assert_published_files(folder, scores)
     # Uniform noise redraws the true class for some examples, which count as
     # clean; different_class never does.
     uniform, different = (results["summary"][n]
