@@ -5,7 +5,8 @@ Every function here takes the ``Trainer`` and ONE seed's ``params`` and
 statistics, no dropout, no augmentation), so that a quantity of example ``i``
 depends on example ``i`` alone. Results come back as arrays of shape (n, ...) in
 the order of ``x`` (the dataset's original order). ``over_seeds`` runs any of
-them for every seed of a seed-stacked ``TrainState`` at once (jit + vmap).
+them for every seed of a seed-stacked ``TrainState`` at once (jit + vmap);
+``state_scores`` gives EL2N and GraNd of every seed at once.
 
 ============================  ==================================================
 function                      per example
@@ -128,8 +129,7 @@ def _over_seeds(fn, trainer, state, x, y, per_seed_inputs, per_seed_labels,
                 options):
   def one_seed(params, batch_stats, xs, ys):
     return fn(trainer, params, batch_stats, xs, ys, **dict(options))
-  in_axes = (0, 0, 0 if per_seed_inputs else None,
-             0 if per_seed_labels else None)
+  in_axes = (0, 0, *training.seed_axes(per_seed_inputs, per_seed_labels))
   return jax.vmap(one_seed, in_axes=in_axes)(state.params, state.batch_stats,
                                              x, y)
 
@@ -145,6 +145,21 @@ def over_seeds(fn, trainer: training.Trainer, state: training.TrainState, x, y,
   return _over_seeds(fn, trainer, state, jnp.asarray(x), jnp.asarray(y),
                      per_seed_inputs, per_seed_labels,
                      tuple(sorted(options.items())))
+
+
+def state_scores(trainer: training.Trainer, state: training.TrainState, x, y,
+                 microbatch: int = 64) -> dict[str, np.ndarray]:
+  """Paul et al.'s scores of every seed of ``state``: (S, n) numpy arrays
+  ``el2n`` and ``grand`` (in microbatches of ``microbatch``), and the
+  eval-mode ``loss`` and ``margin`` they come with. The same function scores
+  a state during a run and one kept by ``training.fit(..., keep_epochs=...)``
+  later (``training.load_kept_state``), so the two agree."""
+  logits = over_seeds(logit_scores, trainer, state, x, y)
+  return {"el2n": np.asarray(logits["el2n"]),
+          "grand": np.asarray(over_seeds(grand, trainer, state, x, y,
+                                         microbatch=microbatch)),
+          "loss": np.asarray(logits["loss"]),
+          "margin": np.asarray(logits["margin"])}
 
 
 @dataclasses.dataclass(frozen=True)
