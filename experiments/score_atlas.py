@@ -1,0 +1,652 @@
+r"""A score atlas: every per-example score of memjax on the same examples.
+
+For one training set with a known fraction of corrupted labels, memjax
+computes each of its per-example scores (``memjax.atlas``): EL2N and GraNd
+early in training (Paul et al. 2021), forgetting per presentation (Toneva et
+al. 2019) and per clean evaluation after each epoch (memjax's variant, named
+apart), memorization (Feldman & Zhang 2020) and C-score (Jiang et al. 2021)
+from subset runs, loss sensitivity (Arpit et al. 2017, Sec. 3.2), easy-example
+difficulty (misclassification rate over seeds after one epoch, Arpit et al.
+Sec. 3.1) and the critical-sample flag (LASS at the end of training, Arpit et
+al. Sec. 4). Every score is oriented so that HIGH means keep: the example looks
+easy, typical and cleanly labelled. Then: their pairwise Spearman rank
+correlations, each score's seed-to-seed reliability (split-half: the score
+from the even- and from the odd-numbered seeds or runs, Spearman between the
+halves, Spearman-Brown corrected to the full number), and how well each finds
+the corrupted labels (ROC AUC of a low keep score, 95% bootstrap interval over
+examples).
+
+Claims, with criteria fixed before any measurement. Seed noise enters twice:
+the bootstrap intervals are over examples, and each effect must also hold on
+each of the two disjoint halves of the seeds (runs) on its own.
+
+1. EL2N and GraNd rank examples alike more than either ranks them like
+   forgetting (both versions): the smallest of rho(EL2N, GraNd) - rho(s, f),
+   over s in {EL2N, GraNd} and f in {forgetting_presentation,
+   forgetting_clean_eval}, has a 95% bootstrap interval above 0, and is > 0 on
+   each seed half.
+2. Every score finds corrupted labels above chance (one claim per score): the
+   lower end of the AUC's 95% bootstrap interval is > 0.5, and the AUC is
+   > 0.5 on each seed (run) half.
+3. EL2N is a property of the example, not of the seed: its split-half
+   reliability (Spearman-Brown corrected) has a 95% bootstrap interval whose
+   lower end is > 0.5.
+4. The two forgetting versions agree: rho(forgetting_presentation,
+   forgetting_clean_eval) has a 95% bootstrap interval above 0.5 and is > 0.5
+   on each seed half.
+
+Setup (printed as the "Setup:" header). Every score comes from the same
+training examples and the same training recipe, that of
+``experiments/memorization_scores.py`` on 1,000 examples: a stratified
+1,000-example subset of the embedded MNIST-5k training split and its 1,000
+test digits, downscaled to 14x14, per-image standardized; 20% of the
+training labels redrawn uniformly from all 10 classes (a redrawn label may
+keep its class; "corrupted" means it changed; the mask is kept); MLP 1x256,
+SGD learning rate 0.1 (decayed by 0.95 per 50,000 examples), momentum 0.9,
+batch 128, 30 epochs (no early stop). Runs:
+
+* main run, 8 seeds at once (``training.fit``): EL2N and GraNd on a clean
+  eval-mode pass after epoch 3 (10% of training, as Paul et al.'s epoch 20 of
+  200; the kept state, ``keep_epochs``), forgetting per presentation
+  (``presentations.presentation_epoch`` + ``PresentationRecorder``) and per
+  clean evaluation (``record_examples``) over the 30 epochs, difficulty from
+  the correctness after epoch 1, and LASS (paper's alpha 0.25, beta 0.2,
+  r 0.3 intensity levels in each image's own units, 100 iterations) from
+  every training example with the final model;
+* loss sensitivity, 8 seeds (``sensitivity.track``, the direct form: each
+  example's own input gradient at every step it is in the minibatch, l1 norm,
+  averaged over those steps; the same seeds, so the same training);
+* 64 subset runs on a random 70% each (``memorization.estimate_runs``):
+  memorization and C-score (held-out accuracy at that one ratio).
+
+Differs from the papers: one small MLP on 1,000 small digits for every score
+(the papers use ResNets on CIFAR / ImageNet, and each its own recipe); easy
+examples after one epoch of this recipe (Arpit et al.: an MLP 2x4096 at
+batch size not given); C-score at one subset ratio (Jiang et al. average
+over ratios; ``--ratios=0.7,0.1,0.3,0.5,0.9`` does that); 64 subset runs
+instead of thousands. That leaves noise: each example is held out by about
+19 runs, so its C-score is a proportion of about 19 trials (Jeffreys standard
+error up to ~0.11, reported as ``mean_stderr``) and memorization adds the
+in-subset proportion's error; the split-half reliabilities say how much of
+the ranking survives.
+
+Command:
+
+  python experiments/score_atlas.py
+
+Measured: (filled in after the first default run).
+
+Resume: the main run and the sensitivity run checkpoint under
+``<workdir>/main/checkpoints`` and ``<workdir>/sensitivity/checkpoints``; their
+per-example scores are saved to ``<workdir>/main/scores.npz`` and
+``<workdir>/sensitivity/scores.npz`` (``checkpointing.save_npz``,
+fingerprinted); every finished chunk of subset runs to
+``<workdir>/subset_runs/``. A re-run loads them instead of training again.
+
+Outputs in --workdir: results.json (summary keyed by score: AUC and interval,
+reliability and interval, mean keep score of clean and corrupted examples,
+``rho_<other>`` rank correlations; claims), scores.csv (per training example in
+dataset order: index, label used, original label, corrupted, redrawn, each raw
+score and each ``keep_<score>``), scores.npz (the same arrays and the
+per-replicate ones), score_atlas.png (correlation heatmap and AUC bars).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+from absl import flags
+import jax
+import numpy as np
+import pandas as pd
+
+from memjax import atlas
+from memjax import checkpointing
+from memjax import cli
+from memjax import complexity
+from memjax import data as data_lib
+from memjax import keys
+from memjax import memorization
+from memjax import per_example
+from memjax import presentations
+from memjax import randomization as rand_lib
+from memjax import reporting
+from memjax import sensitivity
+from memjax import stats
+from memjax import studies
+from memjax import training
+
+# Criteria, fixed before measuring (module docstring).
+CHANCE_AUC = 0.5
+EL2N_RELIABILITY = 0.5
+FORGETTING_AGREEMENT = 0.5
+FORGETTING = ("forgetting_presentation", "forgetting_clean_eval")
+
+SMOKE_DATA = dict(train_size=128, test_size=64)
+SMOKE_TRAIN = dict(num_seeds=2, max_epochs=3)
+SMOKE = dict(score_epoch=1, runs=4, run_chunk=4, lass_iterations=5)
+
+
+def define_flags() -> None:
+  """This experiment's flags, defined when it runs (not on import)."""
+  cli.define_data_flags(standardize=True)
+  flags.FLAGS.set_default("train_size", 1000)
+  flags.FLAGS.set_default("image_size", 14)
+  cli.define_train_flags(model="mlp1x256", seeds=8, max_epochs=30,
+                         batch_size=128, shard_seeds=False)
+  flags.FLAGS.set_default("learning_rate", 0.1)
+  cli.define_run_flags("runs/score_atlas")
+  cli.define_float("corruption", 0.2,
+                   "Probability that a training label is redrawn.", low=0,
+                   high=1, low_open=True, high_open=True)
+  flags.DEFINE_enum("label_noise", "uniform", list(rand_lib.LABEL_NOISE),
+                    "How a redrawn label is drawn (memjax.randomization).")
+  cli.define_int("randomization_seed", 0, "Seeds the label corruption.",
+                 low=0, high=cli.MAX_SEED)
+  cli.define_int("score_epoch", 3,
+                 "EL2N and GraNd after this many epochs; at most "
+                 "--max_epochs.", low=1)
+  cli.define_int("microbatch", 64, "Examples per GraNd microbatch.", low=1)
+  cli.define_int("runs", 64, "Subset runs per ratio (memorization, C-score); "
+                 "at least 2 (split halves).", low=2)
+  cli.define_int("run_chunk", 16, "Subset runs trained at once (vmapped).",
+                 low=1)
+  flags.DEFINE_list("ratios", ["0.7"],
+                    "Subset ratios in (0, 1); memorization uses the first, "
+                    "the C-score averages over all.")
+  cli.define_float("lass_radius", complexity.PAPER_RADIUS,
+                   "LASS box radius r in intensity levels of 0-255 images.",
+                   low=0, low_open=True)
+  cli.define_float("lass_alpha", complexity.PAPER_ALPHA,
+                   "LASS sign-gradient step in intensity levels.", low=0)
+  cli.define_float("lass_beta", complexity.PAPER_BETA,
+                   "LASS noise scale in intensity levels.", low=0)
+  cli.define_int("lass_iterations", complexity.PAPER_MAX_ITERATIONS,
+                 "LASS steps per example before giving up.", low=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Everything that determines a run's results."""
+
+  data: data_lib.DataConfig
+  train: training.TrainConfig  # the main run; every run trains like it
+  corruption: float = 0.2
+  label_noise: str = "uniform"
+  randomization_seed: int = 0
+  score_epoch: int = 3
+  microbatch: int = 64
+  runs: int = 64
+  run_chunk: int = 16
+  ratios: tuple[float, ...] = (0.7,)
+  lass_radius: float = complexity.PAPER_RADIUS
+  lass_alpha: float = complexity.PAPER_ALPHA
+  lass_beta: float = complexity.PAPER_BETA
+  lass_iterations: int = complexity.PAPER_MAX_ITERATIONS
+
+  def __post_init__(self):
+    if self.train.num_seeds < 2:
+      raise ValueError(f"--seeds={self.train.num_seeds} must be >= 2: the "
+                       "split-half reliability needs two halves of seeds.")
+    if not 0 < self.corruption < 1:
+      raise ValueError(f"--corruption={self.corruption} must be in (0, 1): "
+                       "the AUCs need corrupted and clean labels.")
+    if not 1 <= self.score_epoch <= self.train.max_epochs:
+      raise ValueError(f"--score_epoch must be in [1, --max_epochs="
+                       f"{self.train.max_epochs}], got {self.score_epoch}.")
+    if self.runs < 2:
+      raise ValueError(f"--runs={self.runs} must be >= 2: the split-half "
+                       "reliability needs two halves of runs.")
+    if self.microbatch < 1 or self.run_chunk < 1:
+      raise ValueError(f"--microbatch={self.microbatch} and --run_chunk="
+                       f"{self.run_chunk} must be >= 1.")
+    if self.train.stop_when_fit:
+      raise ValueError("The atlas trains every run for --max_epochs "
+                       "(stop_when_fit=False).")
+    self.estimate  # pylint: disable=pointless-statement  (validates runs)
+    self.lass  # pylint: disable=pointless-statement  (validates LASS)
+    self.study  # pylint: disable=pointless-statement  (validates the noise)
+
+  @property
+  def noise(self) -> str:
+    return studies.corruption_name(self.corruption)
+
+  @property
+  def study(self) -> studies.StudyConfig:
+    return studies.StudyConfig(self.data, self.train, (self.noise,),
+                               label_noise=self.label_noise,
+                               randomization_seed=self.randomization_seed)
+
+  @property
+  def estimate(self) -> memorization.EstimateConfig:
+    return memorization.EstimateConfig(
+        train=dataclasses.replace(self.train, num_seeds=1),
+        num_runs=self.runs, ratios=self.ratios, chunk_size=self.run_chunk)
+
+  @property
+  def lass(self) -> complexity.LassConfig:
+    return complexity.LassConfig.from_levels(
+        self.lass_radius, self.lass_alpha, self.lass_beta,
+        max_iterations=self.lass_iterations)
+
+
+def parse_ratios(values) -> tuple[float, ...]:
+  try:
+    ratios = tuple(float(r) for r in values)
+  except ValueError:
+    ratios = ()
+  if (not ratios or len(set(ratios)) != len(ratios)
+      or not all(0.0 < r < 1.0 for r in ratios)):
+    raise ValueError(f"--ratios must be distinct numbers in (0, 1), got "
+                     f"{values}.")
+  return ratios
+
+
+def config_from_flags(values) -> Config:
+  """The run's frozen config (--smoke shrinks it); raises ValueError on bad
+  input."""
+  settings = {k: getattr(values, k) for k in SMOKE}
+  if values.smoke:
+    settings.update(SMOKE)
+  data, train = cli.configs(values, SMOKE_DATA, SMOKE_TRAIN,
+                            stop_when_fit=False)
+  return Config(data=data, train=train, corruption=values.corruption,
+                label_noise=values.label_noise,
+                randomization_seed=values.randomization_seed,
+                microbatch=values.microbatch,
+                ratios=parse_ratios(values.ratios),
+                lass_radius=values.lass_radius, lass_alpha=values.lass_alpha,
+                lass_beta=values.lass_beta, **settings)
+
+
+# --- Measuring: three runs, each cached in the workdir ------------------------
+
+def lass_box(dataset: data_lib.Dataset, standardize: bool) -> dict:
+  """Per training example, LASS's (scale, low, high): its preprocessing scale
+  and the valid range of the real inputs ([0, 1] for pixels / 255)."""
+  if standardize:
+    low = float(min(dataset.x_train.min(), dataset.x_test.min()))
+    high = float(max(dataset.x_train.max(), dataset.x_test.max()))
+  else:
+    low, high = 0.0, 1.0
+  n = len(dataset.y_train)
+  return {"scale": np.asarray(dataset.train_scale, np.float32),
+          "low": np.full(n, low, np.float32),
+          "high": np.full(n, high, np.float32)}
+
+
+def lass_keys(train: training.TrainConfig):
+  """Seed lane i's LASS key: a function of its own seed only."""
+  return jax.vmap(lambda key: keys.derive(key, "score_atlas LASS"))(
+      keys.seed_keys(train.seed, train.num_seeds))
+
+
+def cached(path: str, stamp: str, compute) -> dict:
+  """``compute()``'s arrays, saved to ``path``; loaded when a previous run
+  with the same fingerprint saved them."""
+  if os.path.exists(path):
+    return checkpointing.load_npz(path, stamp)
+  arrays = compute()
+  checkpointing.register(os.path.dirname(path))
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  checkpointing.save_npz(path, stamp, **arrays)
+  return arrays
+
+
+def main_run(config: Config, data: training.TrainData, box: dict,
+             workdir: str, control: cli.RunControl) -> dict:
+  """Per-seed (S, n) scores of the main run, and its accuracies."""
+  train, folder = config.train, os.path.join(workdir, "main")
+  checkpoint_dir = os.path.join(folder, "checkpoints")
+  stamp = checkpointing.fingerprint(
+      training.run_fingerprint(train, data, training.default_train_index(
+          data, train.num_seeds)),
+      config.score_epoch, config.microbatch, config.lass, box)
+
+  def compute():
+    recorder = presentations.PresentationRecorder(
+        train.max_epochs, train.num_seeds, data.num_train)
+    fit = training.fit(train, data, hooks=[recorder],
+                       epoch_fn=presentations.presentation_epoch,
+                       checkpoint_dir=checkpoint_dir,
+                       checkpoint_seconds=control.checkpoint_seconds,
+                       progress=control.bar("main run"),
+                       record_examples=True, keep_epochs=(config.score_epoch,))
+    trainer = training.cached_trainer(train, data.input_shape,
+                                      data.num_classes)
+    early = training.load_kept_state(train, data, checkpoint_dir,
+                                     config.score_epoch)
+    x, y = data.x_train, data.y_train
+    logit = per_example.over_seeds(per_example.logit_scores, trainer, early,
+                                   x, y)
+    grand = per_example.over_seeds(per_example.grand, trainer, early, x, y,
+                                   microbatch=config.microbatch)
+    correct = fit.history["train_correct"]  # (epochs, S, n)
+    lass = complexity.seed_lass(trainer, fit.state, jax.numpy.asarray(x),
+                                config.lass, lass_keys(train), **box)
+    return {
+        "el2n": np.asarray(logit["el2n"]),
+        "grand": np.asarray(grand),
+        "forgetting_presentation": presentations.forgetting(
+            recorder.history(fit.epochs)).scores().astype(np.float32),
+        "forgetting_clean_eval": per_example.forgetting(
+            correct).scores().astype(np.float32),
+        "difficulty": 1.0 - correct[0].astype(np.float32),
+        "critical": np.asarray(lass.critical, np.float32),
+        "train_acc": fit.history["train_acc"],
+        "test_acc": fit.history["test_acc"]}
+  return cached(os.path.join(folder, "scores.npz"), stamp, compute)
+
+
+def sensitivity_run(config: Config, data: training.TrainData, workdir: str,
+                    control: cli.RunControl) -> dict:
+  """Per-seed (S, n) loss sensitivity (the direct form, l1) over training."""
+  folder = os.path.join(workdir, "sensitivity")
+  form = sensitivity.SensitivityConfig(norm="l1", unroll=0,
+                                       class_matrix=False)
+  stamp = checkpointing.fingerprint(
+      training.run_fingerprint(config.train, data, training.default_train_index(
+          data, config.train.num_seeds)), form)
+
+  def compute():
+    result = sensitivity.track(
+        config.train, form, data.x_train, data.y_train, data.num_classes,
+        config.train.max_epochs, progress=control.bar("loss sensitivity"),
+        checkpoint_dir=os.path.join(folder, "checkpoints"),
+        checkpoint_seconds=control.checkpoint_seconds)
+    return {"loss_sensitivity": result.direct[-1]}
+  return cached(os.path.join(folder, "scores.npz"), stamp, compute)
+
+
+def measure(config: Config, dataset: data_lib.Dataset,
+            data: training.TrainData, workdir: str,
+            control: cli.RunControl) -> tuple[dict, dict]:
+  """(replicates per score, the runs' training outcomes)."""
+  main = main_run(config, data, lass_box(dataset, config.data.standardize),
+                  workdir, control)
+  sens = sensitivity_run(config, data, workdir, control)
+  subsets = memorization.estimate_runs(
+      config.estimate, data, directory=os.path.join(workdir, "subset_runs"),
+      progress=control.bar("subset runs"))
+  replicates = {name: atlas.SeedMean(main[name]) for name in (
+      "el2n", "grand", *FORGETTING)}
+  for kind in ("memorization", "c_score"):
+    replicates[kind] = atlas.SubsetEstimate(
+        kind, subsets.masks, subsets.train_correct, subsets.ratio,
+        config.ratios[0])
+  replicates["loss_sensitivity"] = atlas.SeedMean(sens["loss_sensitivity"])
+  for name in ("difficulty", "critical"):
+    replicates[name] = atlas.SeedMean(main[name])
+  in_subset = subsets.masks.sum()
+  outcomes = {
+      "main_run": {"seeds": config.train.seed + np.arange(
+                       config.train.num_seeds),
+                   "train_acc": main["train_acc"][-1],
+                   "test_acc": main["test_acc"][-1],
+                   "train_acc_curve": main["train_acc"].mean(1),
+                   "test_acc_curve": main["test_acc"].mean(1)},
+      "subset_runs": {
+          "runs": subsets.num_runs, "ratios": list(config.ratios),
+          "subset_train_acc": float((subsets.masks & subsets.train_correct)
+                                    .sum() / in_subset),
+          "test_acc": float(subsets.test_correct.mean()),
+          "held_out_per_example": float((~subsets.masks).sum(0).mean())}}
+  return replicates, outcomes
+
+
+# --- Analysis: pure functions of the replicates -------------------------------
+
+def min_agreement_margin(el2n, grand, *forgettings) -> float:
+  """Claim 1's statistic: rho(EL2N, GraNd) minus the largest correlation of
+  EL2N or GraNd with a forgetting score."""
+  both = atlas.rank_correlation(el2n, grand)
+  return both - max(atlas.rank_correlation(s, f) for s in (el2n, grand)
+                    for f in forgettings)
+
+
+def analyze(replicates: dict, corrupted) -> tuple[dict, dict, dict]:
+  """(summary keyed by score, keep scores of all replicates, keep scores of
+  each half) from the replicates of every score."""
+  keep, halves, summary = {}, ({}, {}), {}
+  for name, reps in replicates.items():
+    keep[name] = atlas.keep_score(name, reps.score())
+    split = atlas.split_half(reps)
+    for h in (0, 1):
+      halves[h][name] = atlas.keep_score(name, split["halves"][h])
+    auc = atlas.corrupted_auc(keep[name], corrupted)
+    row = {"auc": auc["auc"], "auc_low": auc["low"], "auc_high": auc["high"],
+           "auc_halves": [atlas.corrupted_auc(half[name], corrupted,
+                                              resamples=0)["auc"]
+                          for half in halves],
+           "reliability": split["reliability"],
+           "reliability_low": split["reliability_low"],
+           "reliability_high": split["reliability_high"],
+           "half_correlation": split["half_correlation"],
+           "replicates": reps.count,
+           "keep_clean_mean": float(np.nanmean(keep[name][~corrupted])),
+           "keep_corrupted_mean": float(np.nanmean(keep[name][corrupted])),
+           "orientation": atlas.SCORES[name].keep_sign,
+           "raw": atlas.SCORES[name].raw}
+    if isinstance(reps, atlas.SubsetEstimate):
+      row["mean_stderr"] = float(np.nanmean(reps.estimate().stderr))
+    summary[name] = row
+  matrix = atlas.correlation_matrix(keep)
+  for i, name in enumerate(keep):
+    summary[name].update({f"rho_{other}": matrix[i, j]
+                          for j, other in enumerate(keep)})
+  parts = [keep["el2n"], keep["grand"], *(keep[f] for f in FORGETTING)]
+  low, high = stats.bootstrap_interval(min_agreement_margin, *parts)
+  summary["el2n"].update(
+      agreement_margin=min_agreement_margin(*parts), agreement_margin_low=low,
+      agreement_margin_high=high,
+      agreement_margin_halves=[min_agreement_margin(
+          *(half[n] for n in ("el2n", "grand", *FORGETTING)))
+                               for half in halves])
+  low, high = stats.bootstrap_interval(atlas.rank_correlation,
+                                       *(keep[f] for f in FORGETTING))
+  summary[FORGETTING[0]].update(
+      forgetting_agreement_low=low, forgetting_agreement_high=high,
+      forgetting_agreement_halves=[atlas.rank_correlation(
+          *(half[f] for f in FORGETTING)) for half in halves])
+  return summary, keep, halves
+
+
+def _interval_text(value, low, high) -> str:
+  return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _halves_text(values) -> str:
+  return ", ".join("nan" if v is None or not np.isfinite(v) else f"{v:.3f}"
+                   for v in values)
+
+
+def _above(value, low, halves, threshold) -> bool:
+  """The criterion shared by the claims: the interval's lower end and every
+  half's value above ``threshold``."""
+  values = [value, low, *halves]
+  return all(v is not None and np.isfinite(v) for v in values) and (
+      low > threshold and min(halves) > threshold)
+
+
+def claims(summary: dict) -> list[reporting.Claim]:
+  """The verdicts of the module docstring's claims (a pure function of the
+  summary)."""
+  out = []
+  e = summary["el2n"]
+  value, low, high = (e["agreement_margin"], e["agreement_margin_low"],
+                      e["agreement_margin_high"])
+  out.append(reporting.Claim(
+      "EL2N and GraNd agree with each other more than either agrees with "
+      "forgetting (both versions): min over pairs of rho(EL2N, GraNd) - "
+      "rho(EL2N or GraNd, forgetting) has a 95% interval above 0 and is > 0 "
+      "on each seed half",
+      _above(value, low, e["agreement_margin_halves"], 0.0),
+      f"rho(EL2N, GraNd) {e['rho_grand']:.3f}; with forgetting: "
+      + ", ".join(f"{s}/{f} {summary[s][f'rho_{f}']:.3f}"
+                  for s in ("el2n", "grand") for f in FORGETTING)
+      + f"; margin {_interval_text(value, low, high)}, halves "
+      f"{_halves_text(e['agreement_margin_halves'])}",
+      value=value, uncertainty=(high - low) / 2, threshold=0.0,
+      interval=(low, high)))
+  for name, row in summary.items():
+    out.append(reporting.Claim(
+        f"{name} finds corrupted labels above chance: AUC's 95% interval "
+        f"above {CHANCE_AUC:g} and AUC > {CHANCE_AUC:g} on each half of the "
+        "seeds (runs)",
+        _above(row["auc"], row["auc_low"], row["auc_halves"], CHANCE_AUC),
+        f"AUC {_interval_text(row['auc'], row['auc_low'], row['auc_high'])}"
+        f", halves {_halves_text(row['auc_halves'])}",
+        value=row["auc"], uncertainty=(row["auc_high"] - row["auc_low"]) / 2,
+        threshold=CHANCE_AUC, interval=(row["auc_low"], row["auc_high"])))
+  value, low, high = (e["reliability"], e["reliability_low"],
+                      e["reliability_high"])
+  out.append(reporting.Claim(
+      f"EL2N is reliable across seeds: split-half reliability (Spearman-Brown)"
+      f" has a 95% interval above {EL2N_RELIABILITY:g}",
+      bool(np.isfinite(low) and low > EL2N_RELIABILITY),
+      f"{_interval_text(value, low, high)} from halves of "
+      f"{e['replicates'] // 2} seeds (half correlation "
+      f"{e['half_correlation']:.3f})",
+      value=value, uncertainty=(high - low) / 2, threshold=EL2N_RELIABILITY,
+      interval=(low, high)))
+  f = summary[FORGETTING[0]]
+  value, low, high = (f[f"rho_{FORGETTING[1]}"], f["forgetting_agreement_low"],
+                      f["forgetting_agreement_high"])
+  out.append(reporting.Claim(
+      f"the two forgetting versions agree: rho(per presentation, per clean "
+      f"evaluation) has a 95% interval above {FORGETTING_AGREEMENT:g} and is "
+      f"> {FORGETTING_AGREEMENT:g} on each seed half",
+      _above(value, low, f["forgetting_agreement_halves"],
+             FORGETTING_AGREEMENT),
+      f"rho {_interval_text(value, low, high)}, halves "
+      f"{_halves_text(f['forgetting_agreement_halves'])}",
+      value=value, uncertainty=(high - low) / 2,
+      threshold=FORGETTING_AGREEMENT, interval=(low, high)))
+  return out
+
+
+# --- Outputs ------------------------------------------------------------------
+
+def plot(path: str, summary: dict, title: str) -> str:
+  """Correlation heatmap of the keep scores and AUC bars with intervals."""
+  plt = reporting.pyplot()
+  names = list(summary)
+  matrix = np.array([[summary[a][f"rho_{b}"] for b in names] for a in names],
+                    np.float64)
+  fig, (left, right) = plt.subplots(1, 2, figsize=(14, 6),
+                                    gridspec_kw={"width_ratios": [1.2, 1]})
+  image = left.imshow(matrix, cmap="RdBu_r", vmin=-1, vmax=1)
+  left.set_xticks(range(len(names)), names, rotation=45, ha="right")
+  left.set_yticks(range(len(names)), names)
+  for i in range(len(names)):
+    for j in range(len(names)):
+      text = "-" if not np.isfinite(matrix[i, j]) else f"{matrix[i, j]:.2f}"
+      left.text(j, i, text, ha="center", va="center", fontsize=7)
+  fig.colorbar(image, ax=left, label="Spearman rho of keep scores")
+  left.set_title(f"rank correlations ({title})")
+  aucs = np.array([summary[n]["auc"] for n in names], np.float64)
+  errors = np.array([[a - summary[n]["auc_low"], summary[n]["auc_high"] - a]
+                     for n, a in zip(names, aucs)], np.float64).T
+  right.barh(range(len(names)), np.nan_to_num(aucs), xerr=np.nan_to_num(errors),
+             capsize=3, color="tab:blue")
+  right.axvline(CHANCE_AUC, color="k", linestyle="--", label="chance")
+  right.set_yticks(range(len(names)), names)
+  right.invert_yaxis()
+  right.set_xlim(0.3, 1.0)
+  right.set_xlabel("ROC AUC for corrupted labels (95% bootstrap interval)")
+  right.legend()
+  return reporting.save_figure(fig, path)
+
+
+def write_tables(workdir: str, columns: dict, replicates: dict) -> str:
+  """scores.csv (per example) and scores.npz (also per replicate)."""
+  path = os.path.join(workdir, "scores.csv")
+  checkpointing.register(path)
+  pd.DataFrame(columns).to_csv(path, index=False)
+  per_replicate = {}
+  for name, reps in replicates.items():
+    if isinstance(reps, atlas.SeedMean):
+      per_replicate[f"{name}_per_seed"] = np.asarray(reps.values)
+  subset = replicates["memorization"]
+  checkpointing.save_npz(os.path.join(workdir, "scores.npz"), **columns,
+                         **per_replicate, subset_masks=subset.masks,
+                         subset_correct=subset.correct,
+                         subset_ratios=subset.ratios)
+  return path
+
+
+def setup_text(config: Config, dataset: data_lib.Dataset) -> str:
+  train = config.train
+  return reporting.format_setup(
+      config.data, dataset,
+      model=f"{train.model}, SGD lr {train.lr} x {train.lr_decay} per 50,000 "
+            f"examples, momentum {train.momentum}, batch {train.batch_size}, "
+            f"{train.max_epochs} epochs; main and sensitivity runs "
+            f"{train.num_seeds} seeds from seed {train.seed}; "
+            f"{config.runs} subset runs per ratio {list(config.ratios)}",
+      noise=f"each training label redrawn with probability "
+            f"{config.corruption:g} ({config.label_noise}); 'corrupted': the "
+            "label changed; test labels clean",
+      measured_at=f"EL2N/GraNd after epoch {config.score_epoch}; forgetting "
+                  "over every epoch (per presentation and per clean "
+                  "evaluation); difficulty after epoch 1; LASS (alpha "
+                  f"{config.lass_alpha:g}, beta {config.lass_beta:g}, r "
+                  f"{config.lass_radius:g} levels, {config.lass_iterations} "
+                  "iterations) and subset-run correctness at the end",
+      differs_from_paper="one MLP recipe for every score on small digits "
+                         "(papers: ResNets on CIFAR/ImageNet); few subset "
+                         "runs; C-score at "
+                         f"{len(config.ratios)} ratio(s)")
+
+
+def run(config: Config, workdir: str,
+        control: cli.RunControl = cli.RunControl()) -> dict:
+  """Measures every score, prints the atlas and the claims and writes
+  results.json, scores.csv, scores.npz and the figure into ``workdir``;
+  returns results.json's contents."""
+  dataset = data_lib.load(config.data)
+  config.estimate.check_data(len(dataset.y_train))
+  cli.claim_workdir(workdir, config, control, dataset, [
+      config.train, dataclasses.replace(config.estimate.train,
+                                        num_seeds=config.run_chunk)])
+  print(setup_text(config, dataset))
+  data, redrawn, _ = studies.randomize(dataset, config.study, config.noise)
+  corrupted = np.asarray(data.y_train) != dataset.y_train
+  replicates, outcomes = measure(config, dataset, data, workdir, control)
+  summary, keep, _ = analyze(replicates, corrupted)
+  names = list(summary)
+  print(reporting.format_table(
+      [{"score": n, **summary[n]} for n in names],
+      ["score", "auc", "auc_low", "auc_high", "reliability",
+       "reliability_low", "keep_clean_mean", "keep_corrupted_mean"]))
+  print("Spearman rank correlations of the keep scores:")
+  print(reporting.format_table(
+      [{"score": a, **{b: summary[a][f"rho_{b}"] for b in names}}
+       for a in names], ["score", *names]))
+  main = outcomes["main_run"]
+  print(f"{corrupted.sum()} of {corrupted.size} labels changed; main run "
+        f"train accuracy {main['train_acc'].mean():.2%}, test "
+        f"{main['test_acc'].mean():.2%}; subset runs fit "
+        f"{outcomes['subset_runs']['subset_train_acc']:.2%} of their subsets")
+  verdicts = claims(summary)
+  print(reporting.format_claims(verdicts))
+  columns = {"index": np.arange(corrupted.size)}
+  if dataset.train_original_index is not None:
+    columns["original_index"] = dataset.train_original_index
+  columns.update(label=np.asarray(data.y_train), original_label=dataset.y_train,
+                 corrupted=corrupted, redrawn=np.asarray(redrawn))
+  columns.update({name: reps.score() for name, reps in replicates.items()})
+  columns.update({f"keep_{name}": values for name, values in keep.items()})
+  csv_path = write_tables(workdir, columns, replicates)
+  figure = plot(os.path.join(workdir, "score_atlas.png"), summary,
+                f"{config.data.name}, {config.noise}")
+  saved = cli.save_results(workdir, "score_atlas", config, outcomes, summary,
+                           verdicts)
+  print(f"Wrote {workdir}/results.json, {csv_path} and {figure}")
+  return saved
+
+
+if __name__ == "__main__":
+  cli.main(sys.modules[__name__])
