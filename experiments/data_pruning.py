@@ -135,6 +135,9 @@ def names(values) -> tuple[str, ...]:
 def config_from_flags(values) -> pruning.PruningConfig:
   """The run's frozen config (--smoke shrinks it); raises ValueError on bad
   input."""
+  if values.score_epoch > values.max_epochs:
+    raise ValueError(f"--score_epoch={values.score_epoch} is invalid: it must "
+                     f"be in [1, --max_epochs={values.max_epochs}].")
   conditions = studies.parse_conditions("conditions", values.conditions)
   fractions = tuple(cli.fractions("fractions", values.fractions))
   data, train = cli.configs(values, SMOKE_DATA, SMOKE_TRAIN,
@@ -174,7 +177,8 @@ def _versus(text, a, b, tolerance, threshold):
 def claims(summary: dict, config: pruning.PruningConfig
            ) -> list[reporting.Claim]:
   """The module docstring's claims, a pure function of the summary; a claim
-  whose condition or subsets were not run is left out."""
+  whose condition or subsets were not run is left out. Claims 1 and 2 apply
+  to every partial label noise (corrupt_<p>, 0 < p < 1)."""
   out = []
   f = CLAIM_FRACTION
   for score in config.prune_by:
@@ -190,7 +194,7 @@ def claims(summary: dict, config: pruning.PruningConfig
             f"than a random {f:g}: test accuracy (hardest - random) > "
             f"-{TOLERANCE:.0%} by 2 SE", hardest, random, TOLERANCE,
             -TOLERANCE))
-      elif condition != "true_labels":
+      elif 0 < config.study.randomization(condition).fraction < 1:
         if offset:
           out.append(_versus(
               f"{condition}: dropping the hardest {config.offset:g} by "

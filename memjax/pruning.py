@@ -106,7 +106,7 @@ class PruningConfig:
         and all(v in valid for v in values))
     score_lanes = len(self.study.conditions) * self.score_seeds
     validation.check_fields(self, {
-        "fractions": (bool(self.fractions) and all(
+        "fractions": (listed(self.fractions, self.fractions) and all(
             validation.finite(f) and 0 < f < 1 for f in self.fractions),
                       "distinct fractions in (0, 1) (the whole training set "
                       "is always trained too)"),
