@@ -139,6 +139,34 @@ class PerExampleTest(parameterized.TestCase):
       chex.assert_trees_all_close(jax.tree.map(lambda a: a[s], got), want,
                                   atol=1e-6)
 
+  def test_over_seeds_per_seed_inputs(self):
+    inputs = jnp.stack([self.x, -self.x])
+    got = per_example.over_seeds(per_example.logit_scores, self.trainer,
+                                 self.state, inputs, self.y,
+                                 per_seed_inputs=True)
+    for s in range(2):
+      one = seed_slice(self.state, s)
+      want = per_example.logit_scores(self.trainer, one.params, one.batch_stats,
+                                      inputs[s], self.y)
+      chex.assert_trees_all_close(jax.tree.map(lambda a: a[s], got), want,
+                                  atol=1e-6)
+
+  def test_state_scores_are_el2n_and_grand_of_every_seed(self):
+    got = per_example.state_scores(self.trainer, self.state, self.x, self.y,
+                                   microbatch=4)
+    self.assertEqual(set(got), {"el2n", "grand", "loss", "margin"})
+    logits = per_example.over_seeds(per_example.logit_scores, self.trainer,
+                                    self.state, self.x, self.y)
+    for name in ("el2n", "loss", "margin"):
+      self.assertIsInstance(got[name], np.ndarray)
+      np.testing.assert_array_equal(got[name], logits[name])
+    chex.assert_shape(got["grand"], (2, N))
+    for s in range(2):
+      np.testing.assert_allclose(
+          got["grand"][s], self.loop_param_grad_norms(seed_slice(self.state,
+                                                                 s)),
+          atol=1e-6, rtol=1e-5)
+
   def test_bad_arguments(self):
     with self.assertRaisesRegex(ValueError, "l1, l2, linf"):
       per_example.input_gradient_norms(self.trainer, self.one.params,

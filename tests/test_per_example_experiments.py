@@ -19,9 +19,11 @@ import pandas as pd
 from experiments import easy_examples
 from experiments import example_scores
 from experiments import loss_sensitivity
+from memjax import checkpointing
 from memjax import cli
 from memjax import data as data_lib
 from memjax import reporting
+from memjax import score_files
 from memjax import studies
 from memjax import training
 
@@ -233,7 +235,7 @@ class LossSensitivityClaimsTest(parameterized.TestCase):
 # --- example_scores ----------------------------------------------------------
 
 def scores_summary(auc, low, high):
-  return {f"{name}_{key}": value for name in ("el2n", "grand", "forgetting")
+  return {f"{name}_{key}": value for name in example_scores.SCORES
           for key, value in (("auc", auc), ("auc_low", low),
                              ("auc_high", high))}
 
@@ -248,10 +250,17 @@ class ExampleScoresClaimsTest(parameterized.TestCase):
   def test_auc_criterion(self, auc, low, high, want):
     claims = example_scores.claims(
         scores_summary(auc, low, high))
-    self.assertLen(claims, 3)
+    self.assertLen(claims, 4)
     self.assertEqual({c.verdict for c in claims}, {want})
     for c in claims:
       self.assertEqual(c.threshold, 0.5)
+      self.assertFalse(c.exploratory)
+
+  def test_both_forgetting_versions_are_claimed_by_name(self):
+    claims = example_scores.claims(scores_summary(0.9, 0.85, 0.95))
+    for version in ("forgetting_presentation", "forgetting_clean_eval"):
+      self.assertLen([c for c in claims
+                      if c.claim.startswith(f"{version} is higher")], 1)
 
   def test_normalized(self):
     dataset = data_lib.load(dataset_config())
@@ -364,22 +373,27 @@ class EndToEndTest(parameterized.TestCase):
 
   def test_example_scores(self):
     workdir = self.workdir()
-    returned, _ = run_smoke(example_scores, workdir, "--noise=corrupt_0.4")
+    args = ("--noise=corrupt_0.4", "--keep_epochs=0,1")
+    returned, _ = run_smoke(example_scores, workdir, *args)
     r = results(workdir)
     self.assertEqual(as_json(returned), r)
     stats = r["summary"]["corrupt_0.4"]
-    for score in ("el2n", "grand", "forgetting"):
+    for score in ("el2n", "grand", "forgetting_clean_eval",
+                  "forgetting_presentation"):
       self.assertBetween(stats[f"{score}_auc"], 0.0, 1.0)
       self.assertLessEqual(stats[f"{score}_auc_low"], stats[f"{score}_auc"])
       self.assertGreaterEqual(stats[f"{score}_auc_high"],
                               stats[f"{score}_auc"])
+    self.assertNotIn("forgetting_auc", stats)  # no unnamed version
     frame = pd.read_csv(os.path.join(workdir, "scores.csv"))
     self.assertLen(frame, 200)
     np.testing.assert_array_equal(frame["index"], np.arange(200))
     np.testing.assert_array_equal(frame["corrupted"],
                                   frame["label"] != frame["original_label"])
-    self.assertTrue({"el2n", "grand", "forgetting", "never_learned",
-                     "first_learned"} <= set(frame.columns))
+    self.assertTrue({"el2n", "grand", "forgetting_clean_eval",
+                     "forgetting_presentation", "never_learned_clean_eval",
+                     "never_learned_presentation", "first_learned_clean_eval",
+                     "first_learned_presentation"} <= set(frame.columns))
     arrays = np.load(os.path.join(workdir, "scores.npz"))
     self.assertEqual(arrays["grand_per_seed"].shape, (2, 200))
     np.testing.assert_allclose(arrays["el2n"], frame["el2n"], rtol=1e-5)
@@ -387,11 +401,68 @@ class EndToEndTest(parameterized.TestCase):
     for piece in ("early/scores.npz", "early/checkpoints", "full/checkpoints"):
       self.assertTrue(os.path.exists(os.path.join(workdir, piece)), piece)
 
+    # In original order with the labels beside the scores; the embedded
+    # dataset's original order is its own.
+    dataset = data_lib.load(cli.from_args(
+        example_scores, smoke_args(workdir, *args))[0].study.data)
+    with np.load(os.path.join(workdir, score_files.ORIGINAL_ORDER_FILE)) as f:
+      self.assertContainsSubset(
+          {"labels", "trained_labels", "el2n", "grand",
+           "forgetting_clean_eval", "forgetting_presentation",
+           "el2n_per_seed"}, set(f.files))
+      np.testing.assert_array_equal(f["labels"], dataset.y_train)
+      np.testing.assert_array_equal(f["trained_labels"], frame["label"])
+      for name in ("el2n", "grand", "forgetting_presentation"):
+        np.testing.assert_allclose(f[name], arrays[name], rtol=1e-6)
+
+    # EL2N and GraNd later, from the state the full run kept after epoch 1:
+    # equal to those the run computed after its epoch 1 (--smoke scores
+    # after 1 epoch); results.json is left alone.
+    saved = os.stat(os.path.join(workdir, "results.json")).st_mtime_ns
+    code, stdout, stderr = execute(example_scores, workdir, *args,
+                                   "--score_from_kept=1")
+    self.assertEqual(code, 0, stderr)
+    self.assertIn("kept after epoch 1", stdout)
+    kept_path, original_path = score_files.kept_paths(workdir, 1)
+    kept = checkpointing.load_npz(kept_path)
+    early = checkpointing.load_npz(os.path.join(workdir, "early",
+                                                "scores.npz"))
+    for name in ("el2n", "grand"):
+      np.testing.assert_array_equal(kept[f"{name}_per_seed"], early[name])
+    with np.load(original_path) as f:
+      np.testing.assert_array_equal(f["labels"], dataset.y_train)
+      np.testing.assert_array_equal(f["el2n_per_seed"], early["el2n"])
+    self.assertEqual(
+        os.stat(os.path.join(workdir, "results.json")).st_mtime_ns, saved)
+    # The initialization was kept too and scores differently.
+    code, _, stderr = execute(example_scores, workdir, *args,
+                              "--score_from_kept=0")
+    self.assertEqual(code, 0, stderr)
+    at_init = checkpointing.load_npz(score_files.kept_paths(workdir, 0)[0])
+    self.assertFalse(np.array_equal(at_init["el2n"], kept["el2n"]))
+    # Scoring a kept state never deletes the run it reads.
+    code, _, stderr = execute(example_scores, workdir, *args,
+                              "--score_from_kept=1", "--overwrite")
+    self.assertEqual(code, 2, stderr)
+    self.assertIn("--overwrite", stderr.strip().splitlines()[-1])
+    self.assertTrue(os.path.exists(kept_path))
+
   @parameterized.named_parameters(
       ("scores_not_label_noise", example_scores, ["--noise=randX"],
        "--noise"),
       ("score_epoch_after_training", example_scores, ["--score_epoch=99"],
        "--score_epoch"),
+      ("keep_epoch_after_training", example_scores, ["--keep_epochs=1,9"],
+       "--keep_epochs"),
+      ("keep_epochs_not_integers", example_scores, ["--keep_epochs=1,x"],
+       "--keep_epochs"),
+      ("score_from_an_epoch_not_kept", example_scores,
+       ["--keep_epochs=1", "--score_from_kept=2"], "--score_from_kept=2"),
+      ("score_from_kept_negative", example_scores, ["--score_from_kept=-1"],
+       "--score_from_kept"),
+      # No run in the workdir: refused before the workdir is made.
+      ("score_from_kept_without_a_run", example_scores,
+       ["--keep_epochs=1", "--score_from_kept=1"], "No state kept at epoch 1"),
       ("unknown_condition", easy_examples, ["--conditions=real,bogus"],
        "bogus"),
       ("no_easy_conditions", easy_examples, ["--conditions="],
