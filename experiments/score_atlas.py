@@ -78,8 +78,8 @@ Measured: (filled in after the first default run).
 
 Resume: the main run and the sensitivity run checkpoint under
 ``<workdir>/main/checkpoints`` and ``<workdir>/sensitivity/checkpoints``; their
-per-example scores are saved to ``<workdir>/main/scores.npz`` and
-``<workdir>/sensitivity/scores.npz`` (``checkpointing.save_npz``,
+per-example scores are saved to ``<workdir>/cases/main.npz`` and
+``<workdir>/cases/sensitivity.npz`` (``checkpointing.cached_case``,
 fingerprinted); every finished chunk of subset runs to
 ``<workdir>/subset_runs/``. A re-run loads them instead of training again.
 
@@ -127,6 +127,7 @@ FORGETTING = ("forgetting_presentation", "forgetting_clean_eval")
 SMOKE_DATA = dict(train_size=128, test_size=64)
 SMOKE_TRAIN = dict(num_seeds=2, max_epochs=3)
 SMOKE = dict(score_epoch=1, runs=4, run_chunk=4, lass_iterations=5)
+RESAMPLES, SMOKE_RESAMPLES = 1000, 200
 
 
 def define_flags() -> None:
@@ -185,6 +186,7 @@ class Config:
   lass_alpha: float = complexity.PAPER_ALPHA
   lass_beta: float = complexity.PAPER_BETA
   lass_iterations: int = complexity.PAPER_MAX_ITERATIONS
+  resamples: int = RESAMPLES  # bootstrap resamples of every interval
 
   def __post_init__(self):
     if self.train.num_seeds < 2:
@@ -199,9 +201,10 @@ class Config:
     if self.runs < 2:
       raise ValueError(f"--runs={self.runs} must be >= 2: the split-half "
                        "reliability needs two halves of runs.")
-    if self.microbatch < 1 or self.run_chunk < 1:
-      raise ValueError(f"--microbatch={self.microbatch} and --run_chunk="
-                       f"{self.run_chunk} must be >= 1.")
+    if min(self.microbatch, self.run_chunk, self.resamples) < 1:
+      raise ValueError(f"--microbatch={self.microbatch}, --run_chunk="
+                       f"{self.run_chunk} and resamples={self.resamples} must "
+                       "be >= 1.")
     if self.train.stop_when_fit:
       raise ValueError("The atlas trains every run for --max_epochs "
                        "(stop_when_fit=False).")
@@ -258,7 +261,9 @@ def config_from_flags(values) -> Config:
                 microbatch=values.microbatch,
                 ratios=parse_ratios(values.ratios),
                 lass_radius=values.lass_radius, lass_alpha=values.lass_alpha,
-                lass_beta=values.lass_beta, **settings)
+                lass_beta=values.lass_beta,
+                resamples=SMOKE_RESAMPLES if values.smoke else RESAMPLES,
+                **settings)
 
 
 # --- Measuring: three runs, each cached in the workdir ------------------------
@@ -283,23 +288,11 @@ def lass_keys(train: training.TrainConfig):
       keys.seed_keys(train.seed, train.num_seeds))
 
 
-def cached(path: str, stamp: str, compute) -> dict:
-  """``compute()``'s arrays, saved to ``path``; loaded when a previous run
-  with the same fingerprint saved them."""
-  if os.path.exists(path):
-    return checkpointing.load_npz(path, stamp)
-  arrays = compute()
-  checkpointing.register(os.path.dirname(path))
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  checkpointing.save_npz(path, stamp, **arrays)
-  return arrays
-
-
 def main_run(config: Config, data: training.TrainData, box: dict,
              workdir: str, control: cli.RunControl) -> dict:
   """Per-seed (S, n) scores of the main run, and its accuracies."""
-  train, folder = config.train, os.path.join(workdir, "main")
-  checkpoint_dir = os.path.join(folder, "checkpoints")
+  train = config.train
+  checkpoint_dir = os.path.join(workdir, "main", "checkpoints")
   stamp = checkpointing.fingerprint(
       training.run_fingerprint(train, data, training.default_train_index(
           data, train.num_seeds)),
@@ -319,16 +312,13 @@ def main_run(config: Config, data: training.TrainData, box: dict,
     early = training.load_kept_state(train, data, checkpoint_dir,
                                      config.score_epoch)
     x, y = data.x_train, data.y_train
-    logit = per_example.over_seeds(per_example.logit_scores, trainer, early,
-                                   x, y)
-    grand = per_example.over_seeds(per_example.grand, trainer, early, x, y,
-                                   microbatch=config.microbatch)
+    paul = per_example.state_scores(trainer, early, x, y, config.microbatch)
     correct = fit.history["train_correct"]  # (epochs, S, n)
     lass = complexity.seed_lass(trainer, fit.state, jax.numpy.asarray(x),
                                 config.lass, lass_keys(train), **box)
     return {
-        "el2n": np.asarray(logit["el2n"]),
-        "grand": np.asarray(grand),
+        "el2n": paul["el2n"],
+        "grand": paul["grand"],
         "forgetting_presentation": presentations.forgetting(
             recorder.history(fit.epochs)).scores().astype(np.float32),
         "forgetting_clean_eval": per_example.forgetting(
@@ -337,13 +327,13 @@ def main_run(config: Config, data: training.TrainData, box: dict,
         "critical": np.asarray(lass.critical, np.float32),
         "train_acc": fit.history["train_acc"],
         "test_acc": fit.history["test_acc"]}
-  return cached(os.path.join(folder, "scores.npz"), stamp, compute)
+  return checkpointing.cached_case(workdir, "main", stamp,
+                                  lambda: ({}, compute()))[1]
 
 
 def sensitivity_run(config: Config, data: training.TrainData, workdir: str,
                     control: cli.RunControl) -> dict:
   """Per-seed (S, n) loss sensitivity (the direct form, l1) over training."""
-  folder = os.path.join(workdir, "sensitivity")
   form = sensitivity.SensitivityConfig(norm="l1", unroll=0,
                                        class_matrix=False)
   stamp = checkpointing.fingerprint(
@@ -354,10 +344,11 @@ def sensitivity_run(config: Config, data: training.TrainData, workdir: str,
     result = sensitivity.track(
         config.train, form, data.x_train, data.y_train, data.num_classes,
         config.train.max_epochs, progress=control.bar("loss sensitivity"),
-        checkpoint_dir=os.path.join(folder, "checkpoints"),
+        checkpoint_dir=os.path.join(workdir, "sensitivity", "checkpoints"),
         checkpoint_seconds=control.checkpoint_seconds)
     return {"loss_sensitivity": result.direct[-1]}
-  return cached(os.path.join(folder, "scores.npz"), stamp, compute)
+  return checkpointing.cached_case(workdir, "sensitivity", stamp,
+                                  lambda: ({}, compute()))[1]
 
 
 def measure(config: Config, dataset: data_lib.Dataset,
@@ -406,16 +397,18 @@ def min_agreement_margin(el2n, grand, *forgettings) -> float:
                     for f in forgettings)
 
 
-def analyze(replicates: dict, corrupted) -> tuple[dict, dict, dict]:
+def analyze(replicates: dict, corrupted,
+            resamples: int = RESAMPLES) -> tuple[dict, dict, dict]:
   """(summary keyed by score, keep scores of all replicates, keep scores of
-  each half) from the replicates of every score."""
+  each half) from the replicates of every score; intervals from
+  ``resamples`` bootstrap resamples of the examples."""
   keep, halves, summary = {}, ({}, {}), {}
   for name, reps in replicates.items():
     keep[name] = atlas.keep_score(name, reps.score())
-    split = atlas.split_half(reps)
+    split = atlas.split_half(reps, resamples)
     for h in (0, 1):
       halves[h][name] = atlas.keep_score(name, split["halves"][h])
-    auc = atlas.corrupted_auc(keep[name], corrupted)
+    auc = atlas.corrupted_auc(keep[name], corrupted, resamples)
     row = {"auc": auc["auc"], "auc_low": auc["low"], "auc_high": auc["high"],
            "auc_halves": [atlas.corrupted_auc(half[name], corrupted,
                                               resamples=0)["auc"]
@@ -437,7 +430,8 @@ def analyze(replicates: dict, corrupted) -> tuple[dict, dict, dict]:
     summary[name].update({f"rho_{other}": matrix[i, j]
                           for j, other in enumerate(keep)})
   parts = [keep["el2n"], keep["grand"], *(keep[f] for f in FORGETTING)]
-  low, high = stats.bootstrap_interval(min_agreement_margin, *parts)
+  low, high = stats.bootstrap_interval(min_agreement_margin, *parts,
+                                       resamples=resamples)
   summary["el2n"].update(
       agreement_margin=min_agreement_margin(*parts), agreement_margin_low=low,
       agreement_margin_high=high,
@@ -445,7 +439,8 @@ def analyze(replicates: dict, corrupted) -> tuple[dict, dict, dict]:
           *(half[n] for n in ("el2n", "grand", *FORGETTING)))
                                for half in halves])
   low, high = stats.bootstrap_interval(atlas.rank_correlation,
-                                       *(keep[f] for f in FORGETTING))
+                                       *(keep[f] for f in FORGETTING),
+                                       resamples=resamples)
   summary[FORGETTING[0]].update(
       forgetting_agreement_low=low, forgetting_agreement_high=high,
       forgetting_agreement_halves=[atlas.rank_correlation(
@@ -549,8 +544,8 @@ def plot(path: str, summary: dict, title: str) -> str:
   aucs = np.array([summary[n]["auc"] for n in names], np.float64)
   errors = np.array([[a - summary[n]["auc_low"], summary[n]["auc_high"] - a]
                      for n, a in zip(names, aucs)], np.float64).T
-  right.barh(range(len(names)), np.nan_to_num(aucs), xerr=np.nan_to_num(errors),
-             capsize=3, color="tab:blue")
+  right.barh(range(len(names)), np.nan_to_num(aucs),
+             xerr=np.nan_to_num(errors), capsize=3, color="tab:blue")
   right.axvline(CHANCE_AUC, color="k", linestyle="--", label="chance")
   right.set_yticks(range(len(names)), names)
   right.invert_yaxis()
@@ -615,7 +610,7 @@ def run(config: Config, workdir: str,
   data, redrawn, _ = studies.randomize(dataset, config.study, config.noise)
   corrupted = np.asarray(data.y_train) != dataset.y_train
   replicates, outcomes = measure(config, dataset, data, workdir, control)
-  summary, keep, _ = analyze(replicates, corrupted)
+  summary, keep, _ = analyze(replicates, corrupted, config.resamples)
   names = list(summary)
   print(reporting.format_table(
       [{"score": n, **summary[n]} for n in names],
