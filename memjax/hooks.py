@@ -112,7 +112,7 @@ def metrics_lines(history: dict, first_seed: int,
   """JSON lines of the (epochs, S) arrays of ``history``: one per epoch and
   seed, with the epoch (``first_epoch`` for row 0), the seed and the row's
   values (the step as an integer)."""
-  keys = [k for k in history if np.ndim(history[k]) == 2]
+  keys = sorted(k for k in history if np.ndim(history[k]) == 2)
   epochs, seeds = np.shape(history[keys[0]]) if keys else (0, 0)
   lines = []
   for row in range(epochs):
@@ -142,9 +142,14 @@ class MetricsLog(Hook):
       return
     checkpointing.register(self.path)
     os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+    lines = metrics_lines(run.history, run.config.seed)
+    if os.path.exists(self.path):
+      with open(self.path) as f:
+        if f.readlines() == lines:
+          return  # a resumed run leaves an intact log untouched
     tmp = self.path + ".tmp"
     with open(tmp, "w") as f:
-      f.writelines(metrics_lines(run.history, run.config.seed))
+      f.writelines(lines)
     os.replace(tmp, self.path)
 
   def end_epoch(self, event: EpochEnd) -> None:

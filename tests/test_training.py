@@ -2,6 +2,7 @@
 per-epoch hooks (their carry, metrics.jsonl and kept states survive a resume)."""
 
 import os
+import shutil
 import tempfile
 
 from absl.testing import absltest
@@ -311,6 +312,21 @@ class HooksTest(absltest.TestCase):
                    checkpoint_dir="/nonexistent")
     with self.assertRaisesRegex(ValueError, "needs a checkpoint_dir"):
       training.fit(config(), digits(), keep_epochs=(1,))
+
+  def test_resuming_a_finished_run_leaves_its_metrics_log_untouched(self):
+    workdir = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, workdir, True)
+    checkpoints = os.path.join(workdir, "checkpoints")
+    run = config(num_seeds=2, max_epochs=2, stop_when_fit=False)
+    training.fit(run, digits(), checkpoint_dir=checkpoints)
+    log = os.path.join(checkpoints, hooks.METRICS_FILE)
+    with open(log) as f:
+      written = f.read()
+    before = os.stat(log).st_mtime_ns
+    training.fit(run, digits(), checkpoint_dir=checkpoints)
+    self.assertEqual(os.stat(log).st_mtime_ns, before)
+    with open(log) as f:
+      self.assertEqual(f.read(), written)
 
 
 if __name__ == "__main__":
