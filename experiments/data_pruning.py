@@ -42,15 +42,33 @@ Subsets: fractions 0.25, 0.5, 0.75 of the training set and the whole of it,
 all 4,000 examples (960 steps; Paul et al. train every subset for the full
 run's steps). Noise: corrupt_0.2 replaces each training label with
 probability 0.2 by a class drawn uniformly from all 10 (about 18% change),
-once, shared by every run; test labels clean. Differs from the paper: digits and an MLP instead of CIFAR-10 and ResNet18 with
-augmentation (200 epochs), 4 scoring runs instead of 10, and one offset
-fixed in advance (the noise rate) instead of a sweep.
+once, shared by every run; test labels clean. Differs from the paper:
+digits and an MLP instead of CIFAR-10 and ResNet18 with augmentation (200
+epochs), 4 scoring runs instead of 10, and one offset fixed in advance (the
+noise rate) instead of a sweep.
 
 Command:
 
   python experiments/data_pruning.py
 
-Expected: not yet measured.
+Expected (measured 2026-12-01; test accuracy, mean +- SE over 4 seeds): the
+whole training set gives 94.3% +- 0.2 on clean labels and 87.2% +- 0.5 under
+corrupt_0.2. Clean labels, half kept by EL2N: hardest 94.6% +- 0.1, random
+91.8% +- 0.4, offset 89.8% +- 0.05, easiest 84.9% +- 0.4; the hardest half
+matches the whole set and beats a random half by 2.8 +- 0.4 points (claim 3
+REPRODUCED: Paul et al.'s CIFAR-10 finding holds on 4,000 digits, against the
+small-data expectation), the hardest quarter too (92.7% vs 90.0%).
+corrupt_0.2, half kept: offset 92.1% +- 0.1 vs random 82.6% +- 0.7, +9.5 +-
+0.7 points (claim 1 REPRODUCED; 1.6% of the offset half's labels changed, 18%
+of a random half's); hardest 51.0% +- 0.9 (claim 2 REPRODUCED; 36% changed).
+The hardest quarter is 71% changed labels, each wrong by construction, and
+tests below chance (8.6%). EL2N finds the changed labels with ROC AUC 0.993
+(GraNd 0.992, forgetting 0.968 per presentation, 0.965 per clean
+evaluation). On this one-hidden-layer MLP with per-image standardized inputs
+GraNd ranks the examples as EL2N does (Spearman 0.9997 on clean labels), so
+--prune_by=grand keeps nearly the same subsets. All 3 claims REPRODUCED.
+11 min 43 s while about eight other jobs shared the 2-core CPU (4 min 11 s
+of CPU time).
 
 Outputs in --workdir: results.json (``memjax.reporting.summary_frame`` loads
 the summary: one row per condition, group and fraction, with test accuracy,
@@ -58,9 +76,9 @@ its SE and per-seed values, training accuracy and the share of kept labels
 the noise changed), runs.csv (one row per run), scores.csv and scores.npz
 (every example's EL2N, GraNd and forgetting counts per condition, in dataset
 order, with its labels; per-seed values in the npz), subsets.npz (each
-fraction's kept indices per run), pruning.png (test accuracy vs fraction kept, one line
-per strategy, error bars 1 SE), checkpoints of every fit. Re-running the same
-command resumes.
+fraction's kept indices per run), pruning.png (test accuracy vs fraction
+kept, one line per strategy, error bars 1 SE), checkpoints of every fit.
+Re-running the same command resumes.
 """
 
 import dataclasses
