@@ -113,7 +113,7 @@ def define_flags() -> None:
   """This experiment's flags, defined when it runs (not on import, so that
   tests can import ``claims`` of several experiments into one process)."""
   cli.define_data_flags(standardize=False)
-  cli.define_train_flags(seeds=3, max_epochs=40, shard_seeds=False)
+  cli.define_train_flags(model=None, seeds=3, max_epochs=40, shard_seeds=False)
   cli.define_run_flags("runs/capacity")
   flags.FLAGS.set_default("train_size", 1000)
   flags.FLAGS.set_default("test_size", 500)

@@ -122,7 +122,7 @@ def define_flags() -> None:
   """This experiment's flags, defined when it runs (not on import, so that
   tests can import ``claims`` of several experiments into one process)."""
   cli.define_data_flags(standardize=False)
-  cli.define_train_flags(seeds=3, max_epochs=400, shard_seeds=False)
+  cli.define_train_flags(model=None, seeds=3, max_epochs=400, shard_seeds=False)
   cli.define_run_flags("runs/convergence_time")
   flags.FLAGS.set_default("test_size", 500)
   flags.DEFINE_list("conditions", list(CONDITIONS),

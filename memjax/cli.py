@@ -108,16 +108,19 @@ def define_data_flags(dataset: str = "mnist5k", *, standardize: bool) -> None:
                     "--nostandardize: pixels / 255 (Arpit et al.).")
 
 
-def define_train_flags(model: str = "mlp1x512", seeds: int = 3,
+def define_train_flags(model: str | None = "mlp1x512", seeds: int = 3,
                        max_epochs: int = 100, batch_size: int = 128, *,
                        seed_chunk: bool = True,
                        shard_seeds: bool = True) -> None:
   """The training flags; ``seed_chunk``/``shard_seeds`` add the execution flags
   of experiments whose training goes through ``Trainer.train_epoch`` and
-  ``training.fit`` (an experiment without them rejects them as unknown)."""
-  flags.DEFINE_string("model", model,
-                      "mlp<depth>x<width> (e.g. mlp1x512, mlp3x512), alexnet, "
-                      "inception, inception_nobn or arpit_cnn.")
+  ``training.fit`` (an experiment without them rejects them as unknown).
+  ``model=None``: no --model flag, for experiments that choose the models
+  themselves (a --model they ignored would mislead)."""
+  if model is not None:
+    flags.DEFINE_string("model", model,
+                        "mlp<depth>x<width> (e.g. mlp1x512, mlp3x512), "
+                        "alexnet, inception, inception_nobn or arpit_cnn.")
   define_int("seeds", seeds, "Seeds trained at once (vmapped).", low=1)
   define_int("seed", 0, "First seed; seed lanes are seed..seed+S-1.", low=0,
              high=MAX_SEED)
@@ -235,11 +238,13 @@ def data_config(values, **overrides) -> data_lib.DataConfig:
 
 
 def train_config(values, **overrides) -> training.TrainConfig:
-  kwargs = dict(model=values.model, num_seeds=values.seeds, seed=values.seed,
+  kwargs = dict(num_seeds=values.seeds, seed=values.seed,
                 max_epochs=values.max_epochs, batch_size=values.batch_size,
                 learning_rate=values.learning_rate, lr_decay=values.lr_decay,
                 momentum=values.momentum,
                 seed_chunk=values.seed_chunk if "seed_chunk" in values else None)
+  if "model" in values:
+    kwargs["model"] = values.model
   kwargs.update(overrides)
   return training.TrainConfig(**kwargs)
 

@@ -104,9 +104,11 @@ BAD_INPUT = {
     "capacity": [
         (["--noise="], "--noise"),
         (["--hidden_sizes=0"], "--hidden_sizes"),
+        (["--model=alexnet"], "'model'"),  # widths set the models
     ],
     "convergence_time": [
         (["--train_sizes="], "--train_sizes"),
+        (["--model=alexnet"], "'model'"),
     ],
     "loss_sensitivity": [
         (["--conditions="], "--conditions"),
