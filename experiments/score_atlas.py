@@ -98,7 +98,6 @@ import os
 import sys
 
 from absl import flags
-import jax
 import numpy as np
 import pandas as pd
 
@@ -107,22 +106,21 @@ from memjax import checkpointing
 from memjax import cli
 from memjax import complexity
 from memjax import data as data_lib
-from memjax import keys
 from memjax import memorization
-from memjax import per_example
-from memjax import presentations
 from memjax import randomization as rand_lib
 from memjax import reporting
 from memjax import sensitivity
-from memjax import stats
 from memjax import studies
 from memjax import training
 
 # Criteria, fixed before measuring (module docstring).
-CHANCE_AUC = 0.5
+CHANCE_AUC = atlas.CHANCE_AUC
 EL2N_RELIABILITY = 0.5
 FORGETTING_AGREEMENT = 0.5
 FORGETTING = ("forgetting_presentation", "forgetting_clean_eval")
+# A score whose most common value holds more than this share of the examples
+# gets a printed note (not a criterion).
+TIED = 0.5
 
 SMOKE_DATA = dict(train_size=128, test_size=64)
 SMOKE_TRAIN = dict(num_seeds=2, max_epochs=3)
@@ -268,67 +266,22 @@ def config_from_flags(values) -> Config:
 
 # --- Measuring: three runs, each cached in the workdir ------------------------
 
-def lass_box(dataset: data_lib.Dataset, standardize: bool) -> dict:
-  """Per training example, LASS's (scale, low, high): its preprocessing scale
-  and the valid range of the real inputs ([0, 1] for pixels / 255)."""
-  if standardize:
-    low = float(min(dataset.x_train.min(), dataset.x_test.min()))
-    high = float(max(dataset.x_train.max(), dataset.x_test.max()))
-  else:
-    low, high = 0.0, 1.0
-  n = len(dataset.y_train)
-  return {"scale": np.asarray(dataset.train_scale, np.float32),
-          "low": np.full(n, low, np.float32),
-          "high": np.full(n, high, np.float32)}
-
-
-def lass_keys(train: training.TrainConfig):
-  """Seed lane i's LASS key: a function of its own seed only."""
-  return jax.vmap(lambda key: keys.derive(key, "score_atlas LASS"))(
-      keys.seed_keys(train.seed, train.num_seeds))
-
-
 def main_run(config: Config, data: training.TrainData, box: dict,
              workdir: str, control: cli.RunControl) -> dict:
-  """Per-seed (S, n) scores of the main run, and its accuracies."""
+  """Per-seed (S, n) scores of the main run (``atlas.seed_scores``) and its
+  accuracies; loaded from ``<workdir>/cases/main.npz`` once computed."""
   train = config.train
-  checkpoint_dir = os.path.join(workdir, "main", "checkpoints")
   stamp = checkpointing.fingerprint(
       training.run_fingerprint(train, data, training.default_train_index(
           data, train.num_seeds)),
       config.score_epoch, config.microbatch, config.lass, box)
-
-  def compute():
-    recorder = presentations.PresentationRecorder(
-        train.max_epochs, train.num_seeds, data.num_train)
-    fit = training.fit(train, data, hooks=[recorder],
-                       epoch_fn=presentations.presentation_epoch,
-                       checkpoint_dir=checkpoint_dir,
-                       checkpoint_seconds=control.checkpoint_seconds,
-                       progress=control.bar("main run"),
-                       record_examples=True, keep_epochs=(config.score_epoch,))
-    trainer = training.cached_trainer(train, data.input_shape,
-                                      data.num_classes)
-    early = training.load_kept_state(train, data, checkpoint_dir,
-                                     config.score_epoch)
-    x, y = data.x_train, data.y_train
-    paul = per_example.state_scores(trainer, early, x, y, config.microbatch)
-    correct = fit.history["train_correct"]  # (epochs, S, n)
-    lass = complexity.seed_lass(trainer, fit.state, jax.numpy.asarray(x),
-                                config.lass, lass_keys(train), **box)
-    return {
-        "el2n": paul["el2n"],
-        "grand": paul["grand"],
-        "forgetting_presentation": presentations.forgetting(
-            recorder.history(fit.epochs)).scores().astype(np.float32),
-        "forgetting_clean_eval": per_example.forgetting(
-            correct).scores().astype(np.float32),
-        "difficulty": 1.0 - correct[0].astype(np.float32),
-        "critical": np.asarray(lass.critical, np.float32),
-        "train_acc": fit.history["train_acc"],
-        "test_acc": fit.history["test_acc"]}
-  return checkpointing.cached_case(workdir, "main", stamp,
-                                  lambda: ({}, compute()))[1]
+  return checkpointing.cached_case(workdir, "main", stamp, lambda: ({}, (
+      atlas.seed_scores(
+          train, data, score_epoch=config.score_epoch,
+          microbatch=config.microbatch, lass=config.lass, box=box,
+          checkpoint_dir=os.path.join(workdir, "main", "checkpoints"),
+          checkpoint_seconds=control.checkpoint_seconds,
+          progress=control.bar("main run")))))[1]
 
 
 def sensitivity_run(config: Config, data: training.TrainData, workdir: str,
@@ -355,8 +308,9 @@ def measure(config: Config, dataset: data_lib.Dataset,
             data: training.TrainData, workdir: str,
             control: cli.RunControl) -> tuple[dict, dict]:
   """(replicates per score, the runs' training outcomes)."""
-  main = main_run(config, data, lass_box(dataset, config.data.standardize),
-                  workdir, control)
+  main = main_run(config, data,
+                  atlas.lass_box(dataset, config.data.standardize), workdir,
+                  control)
   sens = sensitivity_run(config, data, workdir, control)
   subsets = memorization.estimate_runs(
       config.estimate, data, directory=os.path.join(workdir, "subset_runs"),
@@ -398,54 +352,24 @@ def min_agreement_margin(el2n, grand, *forgettings) -> float:
 
 
 def analyze(replicates: dict, corrupted,
-            resamples: int = RESAMPLES) -> tuple[dict, dict, dict]:
-  """(summary keyed by score, keep scores of all replicates, keep scores of
-  each half) from the replicates of every score; intervals from
-  ``resamples`` bootstrap resamples of the examples."""
-  keep, halves, summary = {}, ({}, {}), {}
-  for name, reps in replicates.items():
-    keep[name] = atlas.keep_score(name, reps.score())
-    split = atlas.split_half(reps, resamples)
-    for h in (0, 1):
-      halves[h][name] = atlas.keep_score(name, split["halves"][h])
-    auc = atlas.corrupted_auc(keep[name], corrupted, resamples)
-    row = {"auc": auc["auc"], "auc_low": auc["low"], "auc_high": auc["high"],
-           "auc_halves": [atlas.corrupted_auc(half[name], corrupted,
-                                              resamples=0)["auc"]
-                          for half in halves],
-           "reliability": split["reliability"],
-           "reliability_low": split["reliability_low"],
-           "reliability_high": split["reliability_high"],
-           "half_correlation": split["half_correlation"],
-           "replicates": reps.count,
-           "keep_clean_mean": float(np.nanmean(keep[name][~corrupted])),
-           "keep_corrupted_mean": float(np.nanmean(keep[name][corrupted])),
-           "orientation": atlas.SCORES[name].keep_sign,
-           "raw": atlas.SCORES[name].raw}
-    if isinstance(reps, atlas.SubsetEstimate):
-      row["mean_stderr"] = float(np.nanmean(reps.estimate().stderr))
-    summary[name] = row
-  matrix = atlas.correlation_matrix(keep)
-  for i, name in enumerate(keep):
-    summary[name].update({f"rho_{other}": matrix[i, j]
-                          for j, other in enumerate(keep)})
-  parts = [keep["el2n"], keep["grand"], *(keep[f] for f in FORGETTING)]
-  low, high = stats.bootstrap_interval(min_agreement_margin, *parts,
-                                       resamples=resamples)
-  summary["el2n"].update(
-      agreement_margin=min_agreement_margin(*parts), agreement_margin_low=low,
-      agreement_margin_high=high,
-      agreement_margin_halves=[min_agreement_margin(
-          *(half[n] for n in ("el2n", "grand", *FORGETTING)))
-                               for half in halves])
-  low, high = stats.bootstrap_interval(atlas.rank_correlation,
-                                       *(keep[f] for f in FORGETTING),
-                                       resamples=resamples)
+            resamples: int = RESAMPLES) -> tuple[dict, dict]:
+  """(summary keyed by score, keep scores) of the replicates of every score
+  (``atlas.summarize``), with the statistics of claims 1 and 4 (bootstrap
+  intervals from ``resamples`` resamples of the examples)."""
+  summary, keep, halves = atlas.summarize(replicates, corrupted, resamples)
+  margin = atlas.comparison(min_agreement_margin,
+                            ("el2n", "grand", *FORGETTING), keep, halves,
+                            resamples)
+  summary["el2n"].update({f"agreement_margin{k}": v for k, v in (
+      ("", margin["value"]), ("_low", margin["low"]),
+      ("_high", margin["high"]), ("_halves", margin["halves"]))})
+  agreement = atlas.comparison(atlas.rank_correlation, FORGETTING, keep,
+                               halves, resamples)
   summary[FORGETTING[0]].update(
-      forgetting_agreement_low=low, forgetting_agreement_high=high,
-      forgetting_agreement_halves=[atlas.rank_correlation(
-          *(half[f] for f in FORGETTING)) for half in halves])
-  return summary, keep, halves
+      forgetting_agreement_low=agreement["low"],
+      forgetting_agreement_high=agreement["high"],
+      forgetting_agreement_halves=agreement["halves"])
+  return summary, keep
 
 
 def _interval_text(value, low, high) -> str:
@@ -524,37 +448,6 @@ def claims(summary: dict) -> list[reporting.Claim]:
 
 # --- Outputs ------------------------------------------------------------------
 
-def plot(path: str, summary: dict, title: str) -> str:
-  """Correlation heatmap of the keep scores and AUC bars with intervals."""
-  plt = reporting.pyplot()
-  names = list(summary)
-  matrix = np.array([[summary[a][f"rho_{b}"] for b in names] for a in names],
-                    np.float64)
-  fig, (left, right) = plt.subplots(1, 2, figsize=(14, 6),
-                                    gridspec_kw={"width_ratios": [1.2, 1]})
-  image = left.imshow(matrix, cmap="RdBu_r", vmin=-1, vmax=1)
-  left.set_xticks(range(len(names)), names, rotation=45, ha="right")
-  left.set_yticks(range(len(names)), names)
-  for i in range(len(names)):
-    for j in range(len(names)):
-      text = "-" if not np.isfinite(matrix[i, j]) else f"{matrix[i, j]:.2f}"
-      left.text(j, i, text, ha="center", va="center", fontsize=7)
-  fig.colorbar(image, ax=left, label="Spearman rho of keep scores")
-  left.set_title(f"rank correlations ({title})")
-  aucs = np.array([summary[n]["auc"] for n in names], np.float64)
-  errors = np.array([[a - summary[n]["auc_low"], summary[n]["auc_high"] - a]
-                     for n, a in zip(names, aucs)], np.float64).T
-  right.barh(range(len(names)), np.nan_to_num(aucs),
-             xerr=np.nan_to_num(errors), capsize=3, color="tab:blue")
-  right.axvline(CHANCE_AUC, color="k", linestyle="--", label="chance")
-  right.set_yticks(range(len(names)), names)
-  right.invert_yaxis()
-  right.set_xlim(0.3, 1.0)
-  right.set_xlabel("ROC AUC for corrupted labels (95% bootstrap interval)")
-  right.legend()
-  return reporting.save_figure(fig, path)
-
-
 def write_tables(workdir: str, columns: dict, replicates: dict) -> str:
   """scores.csv (per example) and scores.npz (also per replicate)."""
   path = os.path.join(workdir, "scores.csv")
@@ -610,7 +503,7 @@ def run(config: Config, workdir: str,
   data, redrawn, _ = studies.randomize(dataset, config.study, config.noise)
   corrupted = np.asarray(data.y_train) != dataset.y_train
   replicates, outcomes = measure(config, dataset, data, workdir, control)
-  summary, keep, _ = analyze(replicates, corrupted, config.resamples)
+  summary, keep = analyze(replicates, corrupted, config.resamples)
   names = list(summary)
   print(reporting.format_table(
       [{"score": n, **summary[n]} for n in names],
@@ -625,6 +518,11 @@ def run(config: Config, workdir: str,
         f"train accuracy {main['train_acc'].mean():.2%}, test "
         f"{main['test_acc'].mean():.2%}; subset runs fit "
         f"{outcomes['subset_runs']['subset_train_acc']:.2%} of their subsets")
+  for name, row in summary.items():
+    if row["mode_share"] > TIED:
+      print(f"Note: {row['mode_share']:.1%} of the examples share one "
+            f"{name} score; its AUC, reliability and correlations rest on "
+            "the few others.")
   verdicts = claims(summary)
   print(reporting.format_claims(verdicts))
   columns = {"index": np.arange(corrupted.size)}
@@ -635,8 +533,8 @@ def run(config: Config, workdir: str,
   columns.update({name: reps.score() for name, reps in replicates.items()})
   columns.update({f"keep_{name}": values for name, values in keep.items()})
   csv_path = write_tables(workdir, columns, replicates)
-  figure = plot(os.path.join(workdir, "score_atlas.png"), summary,
-                f"{config.data.name}, {config.noise}")
+  figure = atlas.plot(os.path.join(workdir, "score_atlas.png"), summary,
+                      f"{config.data.name}, {config.noise}")
   saved = cli.save_results(workdir, "score_atlas", config, outcomes, summary,
                            verdicts)
   print(f"Wrote {workdir}/results.json, {csv_path} and {figure}")

@@ -7,29 +7,28 @@ the dataset's order. To compare scores with each other they are *oriented*:
 score always means the example looks easy, typical and cleanly labelled, and a
 low one that it looks hard, atypical or mislabelled.
 
-=========================  ==============================  ======  ===========
-score                      raw value (per example)          keep    source
-=========================  ==============================  ======  ===========
-``el2n``                   ||softmax(f(x)) - onehot(y)||_2  -raw    Paul et al.
-                           early in training, seed mean             2021
-``grand``                  ||d loss / d params||_2 early    -raw    Paul et al.
-                           in training, seed mean                   2021
-``forgetting_presentation`` forgetting events per           -raw    Toneva et
-                           presentation in minibatches              al. 2019
-``forgetting_clean_eval``  forgetting events between        -raw    (memjax's
-                           clean evaluations after epochs           variant)
-``memorization``           P(correct | in) - P(correct |    -raw    Feldman &
-                           out) over subset runs                    Zhang 2020
-``c_score``                P(correct | held out), mean      +raw    Jiang et
-                           over subset ratios                       al. 2021
-``loss_sensitivity``       mean ||dL/dx||_1 over the SGD    -raw    Arpit et
-                           steps that saw the example               al. 2017
-``difficulty``             misclassification rate over      -raw    Arpit et
-                           seeds after one epoch                    al. 2017
-``critical``               share of seeds for which LASS    -raw    Arpit et
-                           finds a point of another class           al. 2017
-                           within the box (end of training)
-=========================  ==============================  ======  ===========
+Scores (raw value per example -> keep; source):
+
+* ``el2n``: ||softmax(f(x)) - onehot(y)||_2 early in training, mean over
+  seeds -> -raw (Paul et al. 2021).
+* ``grand``: ||d loss / d params||_2 early in training, mean over seeds ->
+  -raw (Paul et al. 2021).
+* ``forgetting_presentation``: forgetting events per presentation in the
+  training minibatches -> -raw (Toneva et al. 2019; ``memjax.presentations``).
+* ``forgetting_clean_eval``: forgetting events between clean evaluations after
+  each epoch -> -raw (memjax's variant; ``per_example.forgetting``).
+* ``memorization``: P(correct | in the subset) - P(correct | held out) over
+  subset runs -> -raw (Feldman & Zhang 2020).
+* ``c_score``: held-out accuracy over subset runs, mean over subset ratios ->
+  +raw (Jiang et al. 2021).
+* ``loss_sensitivity``: mean ||dL/dx||_1 over the SGD steps whose minibatch
+  held the example (``sensitivity.track``, direct form) -> -raw (Arpit et al.
+  2017, Sec. 3.2).
+* ``difficulty``: misclassification rate over seeds after one epoch -> -raw
+  (Arpit et al. 2017, Sec. 3.1).
+* ``critical``: share of seeds for which LASS finds a point of another
+  predicted class within the box at the end of training -> -raw (Arpit et
+  al. 2017, Sec. 4).
 
 (Forgetting scores rank never-learned examples above every learned one, as
 Toneva et al. do: ``per_example.Forgetting.scores``.)
@@ -51,17 +50,38 @@ Rank correlations (``rank_correlation``) and AUCs use the examples where both
 values are finite (a subset-run estimate is NaN for an example no run held
 out). ``corrupted_auc`` is the ROC AUC with which a LOW keep score flags the
 corrupted labels (``stats.auc``, percentile bootstrap over examples).
+
+Measuring. ``seed_scores`` trains ONE S-seed run (``training.fit`` with the
+presentation epoch, clean per-epoch correctness and a kept early state) and
+returns every per-seed score it yields: EL2N / GraNd at the kept epoch, both
+forgetting counts, the one-epoch difficulty and the end-of-training LASS
+flag. ``sensitivity.track`` with the same TrainConfig replays the same
+training (same seeds, same steps) while recording loss sensitivity, and
+``memorization.estimate_runs`` gives the subset runs. ``summarize`` turns the
+replicates into one row per score; ``comparison`` gives any statistic of the
+keep scores with its bootstrap interval and its value on each half;
+``plot`` draws the correlation heatmap and the AUC bars.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import jax
 import numpy as np
 from scipy import stats as scipy_stats
 
+from memjax import complexity
+from memjax import data as data_lib
+from memjax import keys
 from memjax import memorization
+from memjax import per_example
+from memjax import presentations
+from memjax import reporting
 from memjax import stats
+from memjax import training
+
+CHANCE_AUC = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,3 +256,161 @@ def corrupted_auc(keep, corrupted, resamples: int = 1000) -> dict:
             "examples": int(finite.sum())}
   result = stats.auc(-keep[finite], corrupted, resamples=resamples)
   return {**result, "examples": int(finite.sum())}
+
+
+# --- Measuring ----------------------------------------------------------------
+
+def lass_box(dataset: data_lib.Dataset, standardize: bool) -> dict:
+  """Per training example, LASS's ``scale``, ``low`` and ``high``: its
+  preprocessing scale and the valid range of the real inputs ([0, 1] for
+  pixels / 255, the range of the real inputs when standardized)."""
+  if standardize:
+    low = float(min(dataset.x_train.min(), dataset.x_test.min()))
+    high = float(max(dataset.x_train.max(), dataset.x_test.max()))
+  else:
+    low, high = 0.0, 1.0
+  n = len(dataset.y_train)
+  return {"scale": np.asarray(dataset.train_scale, np.float32),
+          "low": np.full(n, low, np.float32),
+          "high": np.full(n, high, np.float32)}
+
+
+def lass_keys(train: training.TrainConfig) -> jax.Array:
+  """Seed lane i's LASS key: a function of its own seed only."""
+  return jax.vmap(lambda key: keys.derive(key, "score_atlas LASS"))(
+      keys.seed_keys(train.seed, train.num_seeds))
+
+
+def seed_scores(train: training.TrainConfig, data: training.TrainData, *,
+                score_epoch: int, microbatch: int,
+                lass: complexity.LassConfig, box: dict, checkpoint_dir: str,
+                checkpoint_seconds: float = 30.0,
+                progress: str | None = None) -> dict:
+  """Trains ``train.num_seeds`` seeds for ``train.max_epochs`` epochs (one
+  checkpointed ``training.fit``) and returns per-seed (S, n) raw scores:
+  ``el2n`` and ``grand`` of the state kept after ``score_epoch`` epochs,
+  ``forgetting_presentation``, ``forgetting_clean_eval``, ``difficulty``
+  (misclassified after epoch 1) and ``critical`` (LASS with ``lass`` and the
+  per-example ``box`` of ``lass_box`` on the final model); and the run's
+  (epochs, S) ``train_acc`` and ``test_acc``."""
+  recorder = presentations.PresentationRecorder(
+      train.max_epochs, train.num_seeds, data.num_train)
+  fit = training.fit(train, data, hooks=[recorder],
+                     epoch_fn=presentations.presentation_epoch,
+                     checkpoint_dir=checkpoint_dir,
+                     checkpoint_seconds=checkpoint_seconds, progress=progress,
+                     record_examples=True, keep_epochs=(score_epoch,))
+  trainer = training.cached_trainer(train, data.input_shape, data.num_classes)
+  early = training.load_kept_state(train, data, checkpoint_dir, score_epoch)
+  x, y = data.x_train, data.y_train
+  paul = per_example.state_scores(trainer, early, x, y, microbatch)
+  correct = fit.history["train_correct"]  # (epochs, S, n)
+  critical = complexity.seed_lass(trainer, fit.state, jax.numpy.asarray(x),
+                                  lass, lass_keys(train), **box).critical
+  return {
+      "el2n": paul["el2n"], "grand": paul["grand"],
+      "forgetting_presentation": presentations.forgetting(
+          recorder.history(fit.epochs)).scores().astype(np.float32),
+      "forgetting_clean_eval": per_example.forgetting(
+          correct).scores().astype(np.float32),
+      "difficulty": 1.0 - correct[0].astype(np.float32),
+      "critical": np.asarray(critical, np.float32),
+      "train_acc": fit.history["train_acc"],
+      "test_acc": fit.history["test_acc"]}
+
+
+# --- Summarizing --------------------------------------------------------------
+
+def mode_share(values) -> float:
+  """The share of the finite values equal to their most common value: near 1
+  when almost every example is tied (a flag that rarely fires), so that rank
+  statistics rest on the few others."""
+  values = np.asarray(values, np.float64)
+  values = values[np.isfinite(values)]
+  if not values.size:
+    return float("nan")
+  return float(np.unique(values, return_counts=True)[1].max() / values.size)
+
+
+def summarize(replicates: dict, corrupted, resamples: int = 1000
+              ) -> tuple[dict, dict, tuple[dict, dict]]:
+  """(summary, keep scores, keep scores of each half) of ``replicates`` (score
+  name -> ``SeedMean`` / ``SubsetEstimate``). The summary has one row per
+  score: its corrupted-label AUC with interval and on each half, its
+  split-half reliability with interval, mean keep score of clean and corrupted
+  examples, ``mode_share`` (ties) and ``rho_<other>``, its rank correlation
+  with every score."""
+  corrupted = np.asarray(corrupted, bool)
+  keep, halves, summary = {}, ({}, {}), {}
+  for name, reps in replicates.items():
+    keep[name] = keep_score(name, reps.score())
+    split = split_half(reps, resamples)
+    for half, values in zip(halves, split["halves"]):
+      half[name] = keep_score(name, values)
+    auc = corrupted_auc(keep[name], corrupted, resamples)
+    row = {"auc": auc["auc"], "auc_low": auc["low"], "auc_high": auc["high"],
+           "auc_halves": [corrupted_auc(half[name], corrupted, 0)["auc"]
+                          for half in halves],
+           "reliability": split["reliability"],
+           "reliability_low": split["reliability_low"],
+           "reliability_high": split["reliability_high"],
+           "half_correlation": split["half_correlation"],
+           "replicates": reps.count,
+           "keep_clean_mean": float(np.nanmean(keep[name][~corrupted])),
+           "keep_corrupted_mean": float(np.nanmean(keep[name][corrupted])),
+           "mode_share": mode_share(keep[name]),
+           "orientation": SCORES[name].keep_sign, "raw": SCORES[name].raw}
+    if isinstance(reps, SubsetEstimate):
+      row["mean_stderr"] = float(np.nanmean(reps.estimate().stderr))
+    summary[name] = row
+  matrix = correlation_matrix(keep)
+  for i, name in enumerate(keep):
+    summary[name].update({f"rho_{other}": matrix[i, j]
+                          for j, other in enumerate(keep)})
+  return summary, keep, halves
+
+
+def comparison(statistic, names, keep: dict, halves, resamples: int = 1000
+               ) -> dict:
+  """``statistic(*keep scores of names)`` on every replicate, its percentile
+  bootstrap interval over examples, and its value on each half."""
+  low, high = stats.bootstrap_interval(
+      statistic, *(keep[n] for n in names), resamples=resamples)
+  return {"value": float(statistic(*(keep[n] for n in names))), "low": low,
+          "high": high,
+          "halves": [float(statistic(*(half[n] for n in names)))
+                     for half in halves]}
+
+
+# --- Figure -------------------------------------------------------------------
+
+def plot(path: str, summary: dict, title: str) -> str:
+  """The rank-correlation heatmap of the keep scores and each score's
+  corrupted-label AUC with its interval."""
+  plt = reporting.pyplot()
+  names = list(summary)
+  matrix = np.array([[summary[a][f"rho_{b}"] for b in names] for a in names],
+                    np.float64)
+  fig, (left, right) = plt.subplots(1, 2, figsize=(14, 6),
+                                    gridspec_kw={"width_ratios": [1.2, 1]})
+  image = left.imshow(matrix, cmap="RdBu_r", vmin=-1, vmax=1)
+  left.set_xticks(range(len(names)), names, rotation=45, ha="right")
+  left.set_yticks(range(len(names)), names)
+  for i in range(len(names)):
+    for j in range(len(names)):
+      text = "-" if not np.isfinite(matrix[i, j]) else f"{matrix[i, j]:.2f}"
+      left.text(j, i, text, ha="center", va="center", fontsize=7)
+  fig.colorbar(image, ax=left, label="Spearman rho of keep scores")
+  left.set_title(f"rank correlations ({title})")
+  aucs = np.array([summary[n]["auc"] for n in names], np.float64)
+  errors = np.array([[a - summary[n]["auc_low"], summary[n]["auc_high"] - a]
+                     for n, a in zip(names, aucs)], np.float64).T
+  right.barh(range(len(names)), np.nan_to_num(aucs),
+             xerr=np.nan_to_num(errors), capsize=3, color="tab:blue")
+  right.axvline(CHANCE_AUC, color="k", linestyle="--", label="chance")
+  right.set_yticks(range(len(names)), names)
+  right.invert_yaxis()
+  right.set_xlim(0.3, 1.0)
+  right.set_xlabel("ROC AUC for corrupted labels (95% bootstrap interval)")
+  right.legend()
+  return reporting.save_figure(fig, path)

@@ -180,7 +180,7 @@ class ClaimsTest(absltest.TestCase):
 
   def verdicts(self, signal):
     reps, corrupted = synthetic_replicates(np.random.default_rng(3), signal)
-    summary, _, _ = score_atlas.analyze(reps, corrupted, resamples=200)
+    summary, _ = score_atlas.analyze(reps, corrupted, resamples=200)
     return {c.claim.split(":")[0]: c.verdict
             for c in score_atlas.claims(summary)}, summary
 
