@@ -413,6 +413,8 @@ def lane_records(config: PruningConfig, fraction: float, run_lanes,
 
 @dataclasses.dataclass
 class PruningResult:
+  """What ``run`` computed, everything per example in dataset order."""
+
   labels: Labels
   scores: dict  # name -> (conditions, score_seeds, n) per-seed scores
   mean_scores: dict  # condition -> name -> (n,) mean over scoring seeds
