@@ -299,10 +299,16 @@ def claim_workdir(workdir: str, config, control: RunControl,
   """Claims ``workdir`` for ``config`` (refuses a workdir of another config).
 
   Call after the config has been built (which validates it) and the data
-  loaded. Each of ``train_configs`` is first checked to fit in memory on
+  loaded. The config, or any of its fields, may refuse the loaded data first
+  (a ``check_data(dataset)`` method). Each of ``train_configs`` is first checked to fit in memory on
   ``dataset`` (``per_seed_data``: every seed holds its own copy of the
   inputs)."""
   if dataset is not None:
+    fields = (dataclasses.fields(config) if dataclasses.is_dataclass(config)
+              else ())
+    for part in (config, *(getattr(config, f.name) for f in fields)):
+      if hasattr(part, "check_data"):
+        part.check_data(dataset)
     data_bytes = dataset.x_train.nbytes + dataset.x_test.nbytes
     for train in train_configs:
       training.check_memory(

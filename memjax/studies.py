@@ -49,6 +49,22 @@ class StudyConfig:
   def randomization(self, name: str) -> rand_lib.Randomization:
     return rand_lib.from_name(name, self.label_noise, self.corrupt_test)
 
+  def check_data(self, dataset: data_lib.Dataset) -> None:
+    """Refuses label noise the loaded data has no flips for (called by
+    ``cli.claim_workdir`` before anything is written)."""
+    if any(self.randomization(n).kind == "corrupt_labels"
+           for n in self.conditions):
+      rand_lib.flip_targets(self.label_noise, dataset.num_classes)
+
+  def transition(self, name: str, num_classes: int) -> np.ndarray:
+    """(K, K) P(training label j | true class i) of condition ``name``; the
+    identity where labels are untouched."""
+    r = self.randomization(name)
+    if r.kind != "corrupt_labels":
+      return np.eye(num_classes)
+    return rand_lib.transition_matrix(self.label_noise, r.fraction,
+                                      num_classes)
+
 
 def canonical_condition(name: str) -> str:
   """``name`` with a fraction written positionally (``corrupt_1e-05`` ->
@@ -140,7 +156,8 @@ def run(config: StudyConfig, workdir: str | None = None, *,
           checkpointing.fingerprint(config.data, config.randomization(name),
                                     config.randomization_seed, train_mask,
                                     test_mask),
-          train_mask=train_mask, test_mask=test_mask)
+          train_mask=train_mask, test_mask=test_mask,
+          transition=config.transition(name, dataset.num_classes))
       ckpt = os.path.join(cond_dir, "checkpoints")
     fit = training.fit(config.train, train_data, checkpoint_dir=ckpt,
                        checkpoint_seconds=checkpoint_seconds,

@@ -5,12 +5,18 @@ REPRODUCED). In-process and fast: no training."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import tempfile
+
 from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
 from experiments import label_corruption
 from experiments import random_labels
+from memjax import cli
+from memjax import data as data_lib
 from memjax import randomization as rand_lib
 from memjax import stats
 from memjax import studies
@@ -118,6 +124,40 @@ class StudyHelpersTest(parameterized.TestCase):
     self.assertIsNone(gaussian["slowdown"])
     self.assertIsNone(gaussian["steps_to_fit_mean"])
     self.assertEqual(studies.unfit_seeds(gaussian), [1])
+
+
+class LabelNoiseOfTheDataTest(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.dataset = data_lib.load(data_lib.DataConfig(
+        name="digits", train_size=200, test_size=50))
+
+  def study(self, label_noise, conditions=("corrupt_0.5",)):
+    return studies.StudyConfig(
+        data=data_lib.DataConfig(name="digits"),
+        train=training.TrainConfig(model="mlp1x8"), conditions=conditions,
+        label_noise=label_noise)
+
+  def test_flips_defined_for_other_class_counts_are_refused_before_writing(self):
+    hundred = dataclasses.replace(self.dataset, num_classes=100)
+    workdir = os.path.join(tempfile.mkdtemp(), "run")
+    with self.assertRaisesRegex(ValueError, "patrini_mnist.*100 classes"):
+      cli.claim_workdir(workdir, self.study("patrini_mnist"), cli.RunControl(),
+                        hundred)
+    self.assertFalse(os.path.exists(workdir))
+    self.study("patrini_mnist").check_data(self.dataset)  # 10 classes: valid
+    # Without corrupted labels the noise kind is never used.
+    self.study("patrini_mnist", ("true_labels",)).check_data(hundred)
+
+  def test_transition_matrix_of_each_condition(self):
+    study = self.study("pair", ("true_labels", "corrupt_0.3"))
+    np.testing.assert_array_equal(study.transition("true_labels", 10),
+                                  np.eye(10))
+    pair = study.transition("corrupt_0.3", 10)
+    np.testing.assert_allclose(pair.sum(1), 1.0)
+    self.assertAlmostEqual(pair[0, 0], 0.7)
+    self.assertAlmostEqual(pair[0, 1], 0.3)
 
 
 class RandomLabelsClaimsTest(absltest.TestCase):
