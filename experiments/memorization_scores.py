@@ -362,7 +362,7 @@ def run(config: Config, workdir: str,
   results.json's contents."""
   estimate, train = config.estimate, config.estimate.train
   dataset = data_lib.load(config.data)
-  estimate.check_data(len(dataset.y_train))
+  estimate.check_data(dataset)
   if config.top_k > len(dataset.y_train):
     raise ValueError(f"--top_k={config.top_k} must be in [1, "
                      f"{len(dataset.y_train)}] (the training set size).")

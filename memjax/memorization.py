@@ -91,9 +91,14 @@ class EstimateConfig:
         raise ValueError(f"Subset ratio {ratio} is not in (0, 1); every run "
                          "must train on some examples and hold some out.")
 
-  def check_data(self, num_train: int) -> None:
+  def check_data(self, dataset) -> None:
     """Raises ValueError, before any training, unless every ratio gives a
-    subset that holds some of ``num_train`` examples in and some out."""
+    subset that holds some of the training examples in and some out.
+    ``dataset``: the loaded ``data.Dataset`` (``cli.claim_workdir`` calls
+    this on every config part that has it) or the number of training
+    examples."""
+    num_train = (int(dataset) if isinstance(dataset, (int, np.integer))
+                 else len(dataset.y_train))
     for ratio in self.ratios:
       subset_size(ratio, num_train)
 

@@ -90,6 +90,14 @@ class MaskBookkeepingTest(absltest.TestCase):
     config.check_data(1000)
     with self.assertRaisesRegex(ValueError, "0.01"):
       config.check_data(10)
+    # As cli.claim_workdir calls it: with the loaded dataset.
+    tiny = data_lib.Dataset("tiny", np.zeros((10, 1, 1, 1), np.float32),
+                            np.arange(10) % 2, np.zeros((2, 1, 1, 1),
+                                                        np.float32),
+                            np.arange(2), 2)
+    with self.assertRaisesRegex(ValueError, "0.01"):
+      config.check_data(tiny)
+    memorization.EstimateConfig(train, ratios=(0.7,)).check_data(tiny)
 
 
 class EstimatorTest(absltest.TestCase):
