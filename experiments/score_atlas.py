@@ -35,46 +35,72 @@ each of the two disjoint halves of the seeds (runs) on its own.
    forgetting_clean_eval) has a 95% bootstrap interval above 0.5 and is > 0.5
    on each seed half.
 
-Setup (printed as the "Setup:" header). Every score comes from the same
-training examples and the same training recipe, that of
-``experiments/memorization_scores.py`` on 1,000 examples: a stratified
-1,000-example subset of the embedded MNIST-5k training split and its 1,000
-test digits, downscaled to 14x14, per-image standardized; 20% of the
-training labels redrawn uniformly from all 10 classes (a redrawn label may
-keep its class; "corrupted" means it changed; the mask is kept); MLP 1x256,
-SGD learning rate 0.1 (decayed by 0.95 per 50,000 examples), momentum 0.9,
-batch 128, 30 epochs (no early stop). Runs:
-
-* main run, 8 seeds at once (``training.fit``): EL2N and GraNd on a clean
-  eval-mode pass after epoch 3 (10% of training, as Paul et al.'s epoch 20 of
-  200; the kept state, ``keep_epochs``), forgetting per presentation
-  (``presentations.presentation_epoch`` + ``PresentationRecorder``) and per
-  clean evaluation (``record_examples``) over the 30 epochs, difficulty from
-  the correctness after epoch 1, and LASS (paper's alpha 0.25, beta 0.2,
-  r 0.3 intensity levels in each image's own units, 100 iterations) from
-  every training example with the final model;
-* loss sensitivity, 8 seeds (``sensitivity.track``, the direct form: each
-  example's own input gradient at every step it is in the minibatch, l1 norm,
-  averaged over those steps; the same seeds, so the same training);
-* 64 subset runs on a random 70% each (``memorization.estimate_runs``):
-  memorization and C-score (held-out accuracy at that one ratio).
+Setup (printed as the "Setup:" header): the recipe of
+``experiments/memorization_scores.py`` on 1,000 examples, the same for every
+score: a stratified 1,000-example subset of the embedded MNIST-5k training
+split and its 1,000 test digits, 14x14, per-image standardized; each training
+label redrawn with probability 0.2 uniformly from all 10 classes (it may keep
+its class; "corrupted": it changed; the mask is kept); MLP 1x256, SGD lr 0.1
+(x 0.95 per 50,000 examples), momentum 0.9, batch 128, 30 epochs, no early
+stop. Three runs: (a) 8 seeds at once (``atlas.seed_scores``): EL2N and GraNd
+on a clean pass after epoch 3 (10% of training, as Paul et al.'s epoch 20 of
+200), both forgetting counts over the 30 epochs, difficulty after epoch 1,
+LASS from every training example on the final model (the paper's alpha 0.25,
+beta 0.2, r 0.3 intensity levels in each image's own units, 100 iterations);
+(b) the same 8 seeds through ``sensitivity.track`` (the same training; the
+direct form: each example's own l1 input gradient at every step whose
+minibatch holds it, averaged); (c) 64 subset runs on a random 70% each
+(``memorization.estimate_runs``): memorization and C-score.
 
 Differs from the papers: one small MLP on 1,000 small digits for every score
-(the papers use ResNets on CIFAR / ImageNet, and each its own recipe); easy
-examples after one epoch of this recipe (Arpit et al.: an MLP 2x4096 at
-batch size not given); C-score at one subset ratio (Jiang et al. average
-over ratios; ``--ratios=0.7,0.1,0.3,0.5,0.9`` does that); 64 subset runs
-instead of thousands. That leaves noise: each example is held out by about
-19 runs, so its C-score is a proportion of about 19 trials (Jeffreys standard
-error up to ~0.11, reported as ``mean_stderr``) and memorization adds the
-in-subset proportion's error; the split-half reliabilities say how much of
-the ranking survives.
+(the papers: ResNets on CIFAR / ImageNet, each its own recipe; Arpit et al.'s
+easy examples: an MLP 2x4096); C-score at one subset ratio (Jiang et al.
+average over ratios: ``--ratios=0.7,0.1,0.3,0.5,0.9``); 64 subset runs
+instead of thousands, which leaves noise: each example is held out by about
+19 runs, so its C-score is a proportion of ~19 trials (Jeffreys standard error
+up to ~0.11; the mean is reported as ``mean_stderr``) and memorization adds
+the in-subset proportion's error; the split-half reliabilities say how much
+of each ranking survives that noise.
 
 Command:
 
   python experiments/score_atlas.py
 
-Measured: (filled in after the first default run).
+Measured (2026-12-01, this command; 2 min 6 s wall, 64 s of CPU, on the
+2-core CPU shared with other jobs, load average 6-8; a re-run that loads
+everything takes 32 s): 176 of 1,000 labels changed; the main run fits 99.94%
+of its training set (test accuracy 80.1%), the subset runs 99.97% of their
+subsets (each example held out by 19.2 runs on average).
+
+  score                    AUC [95% interval]     reliability [95% interval]
+  el2n                     0.985 [0.976, 0.992]   0.981 [0.977, 0.984]
+  grand                    0.984 [0.975, 0.991]   0.981 [0.977, 0.984]
+  forgetting_presentation  0.867 [0.844, 0.890]   0.830 [0.803, 0.856]
+  forgetting_clean_eval    0.871 [0.844, 0.895]   0.818 [0.789, 0.846]
+  memorization             0.971 [0.961, 0.980]   0.952 [0.944, 0.961]
+  c_score                  0.972 [0.963, 0.980]   0.953 [0.945, 0.962]
+  loss_sensitivity         0.963 [0.949, 0.974]   0.990 [0.989, 0.992]
+  difficulty               0.966 [0.955, 0.975]   0.928 [0.914, 0.940]
+  critical                 0.505 [0.499, 0.514]   0.731 [0.578, 1.000]
+
+Spearman rho of the keep scores: EL2N-GraNd 0.996, memorization-C-score
+0.9996, the two forgetting versions 0.848; every other pair of the first eight
+scores 0.65-0.86 (EL2N with forgetting 0.78-0.79, with memorization 0.84,
+with loss sensitivity 0.84, with difficulty 0.82); critical 0.04-0.09 with
+every score. Claims: 1 REPRODUCED (margin 0.211 [0.189, 0.230], 0.278 on
+each seed half); 2 REPRODUCED for 8 of 9 scores, NOT REPRODUCED for
+critical; 3 REPRODUCED; 4 REPRODUCED (0.848 [0.824, 0.869], halves 0.773 and
+0.763).
+
+Read after measuring (not claims): at the paper's LASS box (r = 0.3 intensity
+levels) a training example the model has fit is almost never critical: 3 of
+the 1,000 examples were flagged by any seed (5 flags in 8,000), 2 of them
+corrupted, so the flag ranks almost nothing (99.7% of the examples tie; its
+reliability rests on those 3 examples). Memorization and C-score are the
+same ranking here, because the subset runs fit their subsets (mem = 1 -
+C-score when P(correct | in) = 1). EL2N and GraNd agree almost perfectly on
+this MLP early in training. The mean Jeffreys standard error of a single
+example's memorization is 0.057 and of its C-score 0.054 (64 runs).
 
 Resume: the main run and the sensitivity run checkpoint under
 ``<workdir>/main/checkpoints`` and ``<workdir>/sensitivity/checkpoints``; their
@@ -83,12 +109,13 @@ per-example scores are saved to ``<workdir>/cases/main.npz`` and
 fingerprinted); every finished chunk of subset runs to
 ``<workdir>/subset_runs/``. A re-run loads them instead of training again.
 
-Outputs in --workdir: results.json (summary keyed by score: AUC and interval,
-reliability and interval, mean keep score of clean and corrupted examples,
-``rho_<other>`` rank correlations; claims), scores.csv (per training example in
-dataset order: index, label used, original label, corrupted, redrawn, each raw
-score and each ``keep_<score>``), scores.npz (the same arrays and the
-per-replicate ones), score_atlas.png (correlation heatmap and AUC bars).
+Outputs in --workdir: results.json (summary keyed by score: AUC and
+interval, reliability and interval, mean keep score of clean and corrupted
+examples, ``mode_share`` (ties), ``rho_<other>`` rank correlations; claims),
+scores.csv (per training example in dataset order: index, label used,
+original label, corrupted, redrawn, each raw score and each
+``keep_<score>``), scores.npz (the same and the per-replicate arrays),
+score_atlas.png (correlation heatmap and AUC bars).
 """
 
 from __future__ import annotations
@@ -99,7 +126,6 @@ import sys
 
 from absl import flags
 import numpy as np
-import pandas as pd
 
 from memjax import atlas
 from memjax import checkpointing
@@ -448,23 +474,6 @@ def claims(summary: dict) -> list[reporting.Claim]:
 
 # --- Outputs ------------------------------------------------------------------
 
-def write_tables(workdir: str, columns: dict, replicates: dict) -> str:
-  """scores.csv (per example) and scores.npz (also per replicate)."""
-  path = os.path.join(workdir, "scores.csv")
-  checkpointing.register(path)
-  pd.DataFrame(columns).to_csv(path, index=False)
-  per_replicate = {}
-  for name, reps in replicates.items():
-    if isinstance(reps, atlas.SeedMean):
-      per_replicate[f"{name}_per_seed"] = np.asarray(reps.values)
-  subset = replicates["memorization"]
-  checkpointing.save_npz(os.path.join(workdir, "scores.npz"), **columns,
-                         **per_replicate, subset_masks=subset.masks,
-                         subset_correct=subset.correct,
-                         subset_ratios=subset.ratios)
-  return path
-
-
 def setup_text(config: Config, dataset: data_lib.Dataset) -> str:
   train = config.train
   return reporting.format_setup(
@@ -532,7 +541,7 @@ def run(config: Config, workdir: str,
                  corrupted=corrupted, redrawn=np.asarray(redrawn))
   columns.update({name: reps.score() for name, reps in replicates.items()})
   columns.update({f"keep_{name}": values for name, values in keep.items()})
-  csv_path = write_tables(workdir, columns, replicates)
+  csv_path = atlas.write_scores(workdir, columns, replicates)
   figure = atlas.plot(os.path.join(workdir, "score_atlas.png"), summary,
                       f"{config.data.name}, {config.noise}")
   saved = cli.save_results(workdir, "score_atlas", config, outcomes, summary,

@@ -67,10 +67,14 @@ from __future__ import annotations
 
 import dataclasses
 
+import os
+
 import jax
 import numpy as np
+import pandas as pd
 from scipy import stats as scipy_stats
 
+from memjax import checkpointing
 from memjax import complexity
 from memjax import data as data_lib
 from memjax import keys
@@ -382,7 +386,26 @@ def comparison(statistic, names, keep: dict, halves, resamples: int = 1000
                      for half in halves]}
 
 
-# --- Figure -------------------------------------------------------------------
+# --- Files and figure ---------------------------------------------------------
+
+def write_scores(workdir: str, columns: dict, replicates: dict) -> str:
+  """``<workdir>/scores.csv`` (the per-example ``columns``, in their order)
+  and ``scores.npz`` (the same, each ``SeedMean``'s (S, n) values as
+  ``<name>_per_seed`` and the subset runs' masks, correctness and ratios);
+  returns the CSV's path."""
+  path = os.path.join(workdir, "scores.csv")
+  checkpointing.register(path)
+  pd.DataFrame(columns).to_csv(path, index=False)
+  arrays = dict(columns)
+  for name, reps in replicates.items():
+    if isinstance(reps, SeedMean):
+      arrays[f"{name}_per_seed"] = np.asarray(reps.values)
+    else:
+      arrays.update(subset_masks=reps.masks, subset_correct=reps.correct,
+                    subset_ratios=reps.ratios)
+  checkpointing.save_npz(os.path.join(workdir, "scores.npz"), **arrays)
+  return path
+
 
 def plot(path: str, summary: dict, title: str) -> str:
   """The rank-correlation heatmap of the keep scores and each score's

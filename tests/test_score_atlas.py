@@ -153,6 +153,7 @@ class ReliabilityTest(parameterized.TestCase):
                                                                    4])))
     with self.assertRaisesRegex(ValueError, "at least 2 replicates"):
       atlas.halves(1)
+    self.assertEqual(atlas.mode_share([0.0, 0.0, 0.0, 1.0, np.nan]), 0.75)
 
 
 def synthetic_replicates(rng, signal: float, n=400, seeds=8, runs=40):
