@@ -96,6 +96,15 @@ like clean examples (mean 0.180). The whole command took 14 min 29 s (3 min
 41 s of CPU) while other jobs shared the 2 cores; the 1,000 runs took 807 s
 wall, 210 s of CPU (the old default's 1,000 runs: 131 s on the idle CPU).
 
+Re-measured with later code (this command, 2026-12-01; 5 min 44 s wall,
+3 min 22 s CPU, on the shared CPU; slightly different runs from the ones
+above, a difference that predates the original-order files, whose --smoke
+results equal those of the code before them): all 10 claims REPRODUCED; AUC 0.986 [0.981, 0.990] / 0.988 [0.984,
+0.991]; 2. 0.075 vs 0.840 (0.764 +- 0.010) and 0.066 vs 0.856 (0.791 +-
+0.009); 3. 0.395 vs 0.885 (0.490 +- 0.034) and 0.380 vs 0.885 (0.506 +-
+0.033); 4. 111 of 111 pairs share a label (Jeffreys [0.978, 1]) and 109
+of 111 ([0.944, 0.996]); 5. percentile 0.010 +- 0.002 and 0.025 +- 0.007.
+
 Full C-scores over several ratios:
 
   python experiments/memorization_scores.py --ratios=0.7,0.1,0.3,0.5,0.9 \
