@@ -1,17 +1,31 @@
 """memjax: memorization versus generalization in deep networks, in JAX.
 
-One job per module:
+One job per module, from the bottom of the import ladder up (a module imports
+only modules listed before it; tests/test_structure.py checks it):
 
-* ``data``: datasets as in-memory arrays (embedded MNIST-5k and digits; tfds).
-* ``randomization``: Zhang et al.'s randomization tests and Arpit et al.'s noise.
-* ``models``: the Flax NNX models of both papers, by name.
-* ``regularizers``: explicit regularizers (weight decay, dropout, noise, crops).
-* ``training``: many-seed vmapped training; ``sharding``: seeds over devices.
-* ``checkpointing``: orbax resume and workdir guarding.
-* ``studies``: one S-seed run per randomization condition.
-* ``per_example``, ``sensitivity``, ``memorization``: per-example quantities,
-  loss sensitivity and its Gini, memorization/influence/C-scores.
-* ``complexity``, ``sharpness``: critical samples (LASS) and Hessian sharpness.
+* ``keys``: every random key, from (seed, stream, step); ``validation``,
+  ``chunking``, ``stats``: config checks, chunked maps, standard errors.
+* ``checkpointing``: workdirs, orbax resume, fingerprinted files.
+* ``data``: datasets as in-memory arrays (embedded MNIST-5k and digits; tfds,
+  with the records' original order); ``randomization``: Zhang et al.'s
+  randomization tests, Arpit et al.'s noise, symmetric and asymmetric label
+  noise.
+* ``conv``, ``models``: fast CPU convolutions; the Flax NNX models of both papers.
+* ``complexity``, ``regularizers``, ``sharding``: critical samples (LASS),
+  explicit regularizers, seeds over devices.
+* ``training``: the model and optimizer as pure jitted functions of
+  seed-stacked pytrees (``Trainer``); ``hooks`` and ``engine``: the one
+  training loop (``engine.fit``) and its per-epoch hooks (metrics.jsonl, kept
+  states, measurements).
+* ``per_example``, ``presentations``, ``sensitivity``, ``memorization``,
+  ``sharpness``: EL2N/GraNd/forgetting, forgetting per presentation, loss
+  sensitivity, memorization/influence/C-scores, Hessian sharpness.
 * ``expressivity``, ``kernels``: Theorem 1's network and minimum-norm solutions.
-* ``reporting``, ``cli``: results files, tables, figures; flags -> configs.
+* ``studies``, ``regularization_study``, ``regularization_sweep``, ``pruning``,
+  ``atlas``: the studies behind the experiments.
+* ``reporting``, ``report_pages``, ``published``, ``score_files``,
+  ``memorization_analysis``: results files, tables, figures, published score
+  formats, the reproduction report; ``cli``: flags -> frozen configs, and the
+  experiments' command line (``cli.main``) and in-process runs
+  (``cli.execute``).
 """
