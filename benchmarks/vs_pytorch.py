@@ -17,7 +17,7 @@ Nets (``--nets``):
   mlp1x512_mnist5k  MLP 1x512 on the 4,000 MNIST-5k training digits, one
                     epoch (32 steps, the last one partial), as
                     ``Trainer.train_epoch`` and, separately, as
-                    ``training.fit`` for one epoch, which adds its clean
+                    ``engine.fit`` for one epoch, which adds its clean
                     evaluation of the training and test sets.
   mlp1x512_cifar    MLP 1x512 on 4,000 synthetic 28x28x3 images.
   alexnet, arpit_cnn, inception, inception_nobn
@@ -52,6 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from memjax import data as data_lib
+from memjax import engine
 from memjax import keys
 from memjax import models
 from memjax import training
@@ -123,7 +124,7 @@ class MemjaxSide:
 
 
 class MemjaxFitSide:
-  """``training.fit`` for one epoch (training plus its clean evaluation)."""
+  """``engine.fit`` for one epoch (training plus its clean evaluation)."""
 
   def __init__(self, net: str, x, y, x_test, y_test):
     self.config = training.TrainConfig(model=model_name(net),
@@ -132,7 +133,7 @@ class MemjaxFitSide:
     self.data = training.TrainData(x, y, x_test, y_test, 10)
 
   def run_epoch(self) -> None:
-    training.fit(self.config, self.data)
+    engine.fit(self.config, self.data)
 
 
 def _same_padding_max_pool():

@@ -98,6 +98,7 @@ import numpy as np
 
 from memjax import cli
 from memjax import data as data_lib
+from memjax import engine
 from memjax import reporting
 from memjax import stats
 from memjax import studies
@@ -188,11 +189,11 @@ def train_sweep(widths, data, names, seeds, workdir, checkpoint_seconds,
                 progress):
   """{condition: (widths, seeds) best validation accuracy over the epochs}.
 
-  Each width is one ``training.fit`` with its own checkpoint folder, so a
+  Each width is one ``engine.fit`` with its own checkpoint folder, so a
   re-run reads finished widths back and resumes an interrupted one."""
   best = {n: np.zeros((len(widths), seeds)) for n in names}
   for index, (hidden, config) in enumerate(widths.items()):
-    fit = training.fit(config, data,
+    fit = engine.fit(config, data,
                        checkpoint_dir=os.path.join(workdir, f"mlp2x{hidden}"),
                        checkpoint_seconds=checkpoint_seconds,
                        progress=f"mlp2x{hidden}" if progress else None)

@@ -106,6 +106,7 @@ import numpy as np
 
 from memjax import cli
 from memjax import data as data_lib
+from memjax import engine
 from memjax import reporting
 from memjax import stats
 from memjax import studies
@@ -187,7 +188,7 @@ def train_cell(config, data, names, seeds, checkpoint_dir, checkpoint_seconds,
                progress):
   """(conditions, seeds) epochs (passes over the data) to 100% training
   accuracy, NaN where a lane did not fit within ``config.max_epochs``."""
-  fit = training.fit(config, data, checkpoint_dir=checkpoint_dir,
+  fit = engine.fit(config, data, checkpoint_dir=checkpoint_dir,
                      checkpoint_seconds=checkpoint_seconds, progress=progress)
   epochs = np.where(fit.fit_step >= 0, fit.fit_step / fit.steps_per_epoch,
                     np.nan)

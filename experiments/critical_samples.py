@@ -88,6 +88,7 @@ import numpy as np
 from memjax import cli
 from memjax import complexity
 from memjax import data as data_lib
+from memjax import engine
 from memjax import keys
 from memjax import randomization as rand_lib
 from memjax import reporting
@@ -231,7 +232,7 @@ def measurement_epochs(max_epochs: int, csr_every: int) -> list[int]:
 def train_with_csr(config, data, probes, lass_config, csr_every: int,
                    lass_seed: int, workdir: str, checkpoint_seconds: float,
                    progress: bool):
-  """Trains every lane as one vmapped run (``training.fit``), measuring CSR
+  """Trains every lane as one vmapped run (``engine.fit``), measuring CSR
   along the way (``MeasureCsr``, at ``measurement_epochs``).
 
   The training state is checkpointed under ``workdir/checkpoints`` (at most
@@ -248,7 +249,7 @@ def train_with_csr(config, data, probes, lass_config, csr_every: int,
       probes, lass_config, lass_seed,
       measurement_epochs(config.max_epochs, csr_every),
       os.path.join(workdir, "csr"))
-  fit = training.fit(
+  fit = engine.fit(
       config, data, hooks=[csr],
       checkpoint_dir=os.path.join(workdir, "checkpoints"),
       checkpoint_seconds=checkpoint_seconds,

@@ -20,7 +20,7 @@ Setup (printed at the start of every run):
 * Model and training: an MLP with 2 hidden layers of 512 ReLU units
   (``mlp2x512``), ONE epoch of SGD (lr 0.01, momentum 0.9, batch 32: 32 steps,
   the last one of 8 examples), every one of the S = 100 seeds with its own
-  init and shuffle, all trained at once (one vmapped ``training.fit``).
+  init and shuffle, all trained at once (one vmapped ``engine.fit``).
 * Measured: each training example's correctness under each seed after the
   epoch (clean eval-mode pass); its misclassification rate over the seeds.
 * Differs from the paper: Arpit et al.'s MNIST MLPs have 2 hidden layers of
@@ -99,6 +99,7 @@ from scipy import stats as scipy_stats
 from memjax import checkpointing
 from memjax import cli
 from memjax import data as data_lib
+from memjax import engine
 from memjax import per_example
 from memjax import reporting
 from memjax import stats
@@ -149,7 +150,7 @@ def condition_data(dataset, study, name) -> training.TrainData:
 def train_condition(study, train_data, progress) -> dict:
   """Trains every seed of one condition at once; the arrays to keep."""
   start, cpu_start = time.perf_counter(), time.process_time()
-  result = training.fit(study.train, train_data, record_examples=True,
+  result = engine.fit(study.train, train_data, record_examples=True,
                         progress=progress)
   return {"correct": result.history["train_correct"][-1],
           "train_acc": result.history["train_acc"][-1],
@@ -163,7 +164,7 @@ def run_condition(dataset, study, name, workdir, progress):
   """One condition's arrays: loaded if a previous run finished it, else
   trained and saved. Returns (arrays, labels, resumed)."""
   train_data = condition_data(dataset, study, name)
-  stamp = training.run_fingerprint(
+  stamp = engine.run_fingerprint(
       study.train, train_data,
       training.default_train_index(train_data, study.train.num_seeds))
   folder = os.path.join(workdir, "conditions")

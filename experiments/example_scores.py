@@ -106,6 +106,7 @@ import numpy as np
 from memjax import checkpointing
 from memjax import cli
 from memjax import data as data_lib
+from memjax import engine
 from memjax import per_example
 from memjax import presentations
 from memjax import reporting
@@ -186,14 +187,14 @@ def early_scores(early_config, train_data, microbatch, workdir, progress,
   folder = os.path.join(workdir, "early")
   path = os.path.join(folder, "scores.npz")
   stamp = checkpointing.fingerprint(
-      training.run_fingerprint(
+      engine.run_fingerprint(
           early_config, train_data,
           training.default_train_index(train_data, early_config.num_seeds)),
       microbatch)
   if os.path.exists(path):
     return checkpointing.load_npz(path, stamp)
   checkpointing.register(folder)
-  early = training.fit(early_config, train_data,
+  early = engine.fit(early_config, train_data,
                        checkpoint_dir=os.path.join(folder, "checkpoints"),
                        checkpoint_seconds=checkpoint_seconds,
                        progress="early" if progress else None)
@@ -218,7 +219,7 @@ def compute_scores(train_config, score_epoch, train_data, microbatch, workdir,
                           progress, checkpoint_seconds)
   recorder = presentations.PresentationRecorder(
       train_config.max_epochs, train_config.num_seeds, train_data.num_train)
-  full = training.fit(train_config, train_data, record_examples=True,
+  full = engine.fit(train_config, train_data, record_examples=True,
                       hooks=[recorder],
                       epoch_fn=presentations.presentation_epoch,
                       checkpoint_dir=full_checkpoints(workdir),
@@ -412,7 +413,7 @@ def score_kept(config: Config, workdir: str, control: cli.RunControl) -> dict:
   dataset, train_data, _, _ = load_data(config)
   # Raises, before anything is written, when the state was not kept (or
   # was kept by another config).
-  state = training.load_kept_state(train, train_data, full_checkpoints(
+  state = engine.load_kept_state(train, train_data, full_checkpoints(
       workdir), epoch, fingerprint_parts=FULL_RUN_PARTS)
   run_config = dataclasses.replace(config, score_from_kept=None)
   cli.claim_workdir(workdir, run_config, control, dataset, [train])

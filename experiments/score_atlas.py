@@ -132,6 +132,7 @@ from memjax import checkpointing
 from memjax import cli
 from memjax import complexity
 from memjax import data as data_lib
+from memjax import engine
 from memjax import memorization
 from memjax import randomization as rand_lib
 from memjax import reporting
@@ -298,7 +299,7 @@ def main_run(config: Config, data: training.TrainData, box: dict,
   accuracies; loaded from ``<workdir>/cases/main.npz`` once computed."""
   train = config.train
   stamp = checkpointing.fingerprint(
-      training.run_fingerprint(train, data, training.default_train_index(
+      engine.run_fingerprint(train, data, training.default_train_index(
           data, train.num_seeds)),
       config.score_epoch, config.microbatch, config.lass, box)
   return checkpointing.cached_case(workdir, "main", stamp, lambda: ({}, (
@@ -316,7 +317,7 @@ def sensitivity_run(config: Config, data: training.TrainData, workdir: str,
   form = sensitivity.SensitivityConfig(norm="l1", unroll=0,
                                        class_matrix=False)
   stamp = checkpointing.fingerprint(
-      training.run_fingerprint(config.train, data, training.default_train_index(
+      engine.run_fingerprint(config.train, data, training.default_train_index(
           data, config.train.num_seeds)), form)
 
   def compute():

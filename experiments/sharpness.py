@@ -80,6 +80,7 @@ import tqdm
 from memjax import checkpointing
 from memjax import cli
 from memjax import data as data_lib
+from memjax import engine
 from memjax import keys
 from memjax import reporting
 from memjax import sharpness
@@ -184,7 +185,7 @@ def train_to_target(config: training.TrainConfig, data: training.TrainData,
   axes = dict(per_seed_inputs=data.per_seed_inputs,
               per_seed_labels=data.per_seed_labels)
   stamp = checkpointing.fingerprint(
-      training.run_fingerprint(config, data, train_index), target_loss)
+      engine.run_fingerprint(config, data, train_index), target_loss)
   state = trainer.init(seed_keys)
   # Copies: ``train_epoch`` donates (frees) the state it is given.
   snapshot = lambda: jax.tree.map(jnp.copy, state)
@@ -212,11 +213,11 @@ def train_to_target(config: training.TrainConfig, data: training.TrainData,
   while not done():
     state, losses = trainer.train_epoch(state, seed_keys, epoch, data.x_train,
                                         data.y_train, train_index, **axes)
-    training.check_finite(np.asarray(losses), config, first_step=epoch * steps)
+    engine.check_finite(np.asarray(losses), config, first_step=epoch * steps)
     epoch += 1
     loss, correct = map(np.asarray, trainer.evaluate(
         state, data.x_train, data.y_train, **axes))
-    training.check_finite_eval(loss, config, epoch * steps, "training-set")
+    engine.check_finite_eval(loss, config, epoch * steps, "training-set")
     history["train_loss"][epoch - 1] = loss.mean(1)
     history["train_acc"][epoch - 1] = correct.mean(1)
     reached = {"first_fit": correct.mean(1) >= 1.0,

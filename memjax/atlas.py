@@ -51,7 +51,7 @@ values are finite (a subset-run estimate is NaN for an example no run held
 out). ``corrupted_auc`` is the ROC AUC with which a LOW keep score flags the
 corrupted labels (``stats.auc``, percentile bootstrap over examples).
 
-Measuring. ``seed_scores`` trains ONE S-seed run (``training.fit`` with the
+Measuring. ``seed_scores`` trains ONE S-seed run (``engine.fit`` with the
 presentation epoch, clean per-epoch correctness and a kept early state) and
 returns every per-seed score it yields: EL2N / GraNd at the kept epoch, both
 forgetting counts, the one-epoch difficulty and the end-of-training LASS
@@ -77,6 +77,7 @@ from scipy import stats as scipy_stats
 from memjax import checkpointing
 from memjax import complexity
 from memjax import data as data_lib
+from memjax import engine
 from memjax import keys
 from memjax import memorization
 from memjax import per_example
@@ -291,7 +292,7 @@ def seed_scores(train: training.TrainConfig, data: training.TrainData, *,
                 checkpoint_seconds: float = 30.0,
                 progress: str | None = None) -> dict:
   """Trains ``train.num_seeds`` seeds for ``train.max_epochs`` epochs (one
-  checkpointed ``training.fit``) and returns per-seed (S, n) raw scores:
+  checkpointed ``engine.fit``) and returns per-seed (S, n) raw scores:
   ``el2n`` and ``grand`` of the state kept after ``score_epoch`` epochs,
   ``forgetting_presentation``, ``forgetting_clean_eval``, ``difficulty``
   (misclassified after epoch 1) and ``critical`` (LASS with ``lass`` and the
@@ -299,13 +300,13 @@ def seed_scores(train: training.TrainConfig, data: training.TrainData, *,
   (epochs, S) ``train_acc`` and ``test_acc``."""
   recorder = presentations.PresentationRecorder(
       train.max_epochs, train.num_seeds, data.num_train)
-  fit = training.fit(train, data, hooks=[recorder],
+  fit = engine.fit(train, data, hooks=[recorder],
                      epoch_fn=presentations.presentation_epoch,
                      checkpoint_dir=checkpoint_dir,
                      checkpoint_seconds=checkpoint_seconds, progress=progress,
                      record_examples=True, keep_epochs=(score_epoch,))
   trainer = training.cached_trainer(train, data.input_shape, data.num_classes)
-  early = training.load_kept_state(train, data, checkpoint_dir, score_epoch)
+  early = engine.load_kept_state(train, data, checkpoint_dir, score_epoch)
   x, y = data.x_train, data.y_train
   paul = per_example.state_scores(trainer, early, x, y, microbatch)
   correct = fit.history["train_correct"]  # (epochs, S, n)

@@ -114,7 +114,7 @@ def define_train_flags(model: str | None = "mlp1x512", seeds: int = 3,
                        shard_seeds: bool = True) -> None:
   """The training flags; ``seed_chunk``/``shard_seeds`` add the execution flags
   of experiments whose training goes through ``Trainer.train_epoch`` and
-  ``training.fit`` (an experiment without them rejects them as unknown).
+  ``engine.fit`` (an experiment without them rejects them as unknown).
   ``model=None``: no --model flag, for experiments that choose the models
   themselves (a --model they ignored would mislead)."""
   if model is not None:

@@ -1,4 +1,4 @@
-"""Per-epoch hooks of ``training.fit``, and the two every checkpointed run gets.
+"""Per-epoch hooks of ``engine.fit``, and the two every checkpointed run gets.
 
 A hook is an object with up to three parts (subclass ``Hook``; each is
 optional):
@@ -25,13 +25,13 @@ Example (the mean test accuracy after every epoch, kept across a resume)::
         self.carry[event.epoch - 1] = event.row["test_acc"].mean()
 
     tracker = MeanTestAcc(config.max_epochs)
-    training.fit(config, data, hooks=[tracker], checkpoint_dir=...)
+    engine.fit(config, data, hooks=[tracker], checkpoint_dir=...)
     tracker.carry  # (max_epochs,)
 
 ``MetricsLog`` writes ``metrics.jsonl`` (one JSON line per epoch and seed;
 ``pandas.read_json(path, lines=True)``) and ``KeepStates`` keeps the training
-state at chosen epochs for per-example scores later (``training.fit`` adds both
-when given a ``checkpoint_dir``; ``training.load_kept_state`` reads a kept
+state at chosen epochs for per-example scores later (``engine.fit`` adds both
+when given a ``checkpoint_dir``; ``engine.load_kept_state`` reads a kept
 state back). Epochs count completed epochs: epoch e's row is ``history[e - 1]``
 and epoch 0 is the initialization.
 """
@@ -83,7 +83,7 @@ class EpochEnd:
   train_correct: np.ndarray  # (S, n) bool
   test_loss: np.ndarray | None  # (S, n_test); None without a test set
   test_correct: np.ndarray | None
-  row: dict  # the history row: key (training.HISTORY_KEYS) -> (S,)
+  row: dict  # the history row: key (engine.HISTORY_KEYS) -> (S,)
   fingerprint: str | None
 
 

@@ -63,6 +63,7 @@ from scipy import stats as scipy_stats
 import tqdm
 
 from memjax import checkpointing
+from memjax import engine
 from memjax import keys
 from memjax import stats
 from memjax import training
@@ -222,7 +223,7 @@ class SubsetTrainer:
         f"{self.config.ratios[ratio_index]} (seed {self.config.train.seed}, "
         f"model {self.config.train.model}, learning rate "
         f"{self.config.train.lr})")
-    bad = training.first_nonfinite(losses)
+    bad = engine.first_nonfinite(losses)
     if bad is not None:
       lane, step = bad
       raise FloatingPointError(

@@ -152,8 +152,8 @@ def state_scores(trainer: training.Trainer, state: training.TrainState, x, y,
   """Paul et al.'s scores of every seed of ``state``: (S, n) numpy arrays
   ``el2n`` and ``grand`` (in microbatches of ``microbatch``), and the
   eval-mode ``loss`` and ``margin`` they come with. The same function scores
-  a state during a run and one kept by ``training.fit(..., keep_epochs=...)``
-  later (``training.load_kept_state``), so the two agree."""
+  a state during a run and one kept by ``engine.fit(..., keep_epochs=...)``
+  later (``engine.load_kept_state``), so the two agree."""
   logits = over_seeds(logit_scores, trainer, state, x, y)
   return {"el2n": np.asarray(logits["el2n"]),
           "grand": np.asarray(over_seeds(grand, trainer, state, x, y,
@@ -182,7 +182,7 @@ def forgetting(correct) -> Forgetting:
   """Forgetting events of a (T, ..., n) boolean correctness history.
 
   ``correct[t]`` is the per-example correctness at evaluation t (e.g. after
-  epoch t, from ``training.fit(..., record_examples=True)``).
+  epoch t, from ``engine.fit(..., record_examples=True)``).
   """
   correct = np.asarray(correct).astype(bool)
   if correct.ndim < 2:

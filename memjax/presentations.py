@@ -10,11 +10,11 @@ presentation has, in their ranking, more events than any learned one.
 memjax has two versions, named apart everywhere they are reported:
 
 * ``forgetting_presentation`` (this module): Toneva et al.'s definition.
-  ``PresentationRecorder`` is a ``training.fit`` hook with an epoch function
+  ``PresentationRecorder`` is a ``engine.fit`` hook with an epoch function
   (``presentation_epoch``) that records, for every epoch, each example's
   correctness at its presentation; an epoch presents every example once.
 * ``forgetting_clean_eval`` (``per_example.forgetting`` on the history of
-  ``training.fit(..., record_examples=True)``): the same transitions counted on
+  ``engine.fit(..., record_examples=True)``): the same transitions counted on
   a clean eval-mode pass over the whole training set after every epoch.
 
 The two differ because a minibatch prediction is made mid-epoch, with
@@ -51,7 +51,7 @@ def _scatter_presented(batch_index, weights, correct, num_train: int):
 def presentation_epoch(trainer: training.Trainer, state, seed_keys, epoch,
                        x, y, train_index, *, per_seed_inputs=False,
                        per_seed_labels=False):
-  """A ``training.EpochFn`` whose extras are (S, n) int8 presentation
+  """A ``engine.EpochFn`` whose extras are (S, n) int8 presentation
   correctness (``NOT_PRESENTED`` for examples outside a seed's subset). The
   training itself is ``Trainer.train_epoch``'s: same steps, same state."""
   state, (losses, batch_index, weights, correct) = trainer.train_epoch(

@@ -4,7 +4,7 @@ Fig. 1; Toneva et al. 2019, Fig. 5), against random subsets of the same size.
 
 Scores (``score_training_set``). ``score_seeds`` models per condition train on
 the whole training set, all conditions and scoring seeds as one vmapped
-``training.fit`` (each lane sees its condition's labels). Per example and seed:
+``engine.fit`` (each lane sees its condition's labels). Per example and seed:
 EL2N, ||softmax(f(x)) - onehot(y)||_2, and GraNd, ||d loss / d params||_2,
 on the state kept after ``score_epoch`` epochs (Paul et al. score early in
 training), and forgetting events over the whole run, a never-learned example
@@ -41,7 +41,7 @@ train every subset for the full run's number of steps), so a smaller subset
 sees each example more often. There is no early stop.
 
 Runs (``train_fraction``). All runs of one fraction (conditions x groups x
-seeds, ``lanes``) are one vmapped ``training.fit`` with ``train_index`` giving
+seeds, ``lanes``) are one vmapped ``engine.fit`` with ``train_index`` giving
 each lane its own subset of the same arrays and per-lane labels; lane l is the
 run of seed ``train.seed + l``, the same run as a one-seed fit of that seed on
 its subset alone. The whole training set (fraction 1, group ``full``) is one
@@ -60,6 +60,7 @@ import numpy as np
 
 from memjax import checkpointing
 from memjax import data as data_lib
+from memjax import engine
 from memjax import keys
 from memjax import per_example
 from memjax import presentations
@@ -298,7 +299,7 @@ def score_training_set(config: PruningConfig, dataset: data_lib.Dataset,
                                       for _ in range(config.score_seeds)])
   num_train = dataset.x_train.shape[0]
   stamp = checkpointing.fingerprint(
-      training.run_fingerprint(
+      engine.run_fingerprint(
           train, data, training.default_train_index(data, train.num_seeds)),
       *SCORING_PARTS, config.score_epoch, config.microbatch)
   path = os.path.join(directory, "scores.npz")
@@ -308,13 +309,13 @@ def score_training_set(config: PruningConfig, dataset: data_lib.Dataset,
   checkpoint_dir = os.path.join(directory, "checkpoints")
   recorder = presentations.PresentationRecorder(train.max_epochs,
                                                 train.num_seeds, num_train)
-  fit = training.fit(train, data, hooks=[recorder],
+  fit = engine.fit(train, data, hooks=[recorder],
                      epoch_fn=presentations.presentation_epoch,
                      fingerprint_parts=SCORING_PARTS,
                      checkpoint_dir=checkpoint_dir,
                      checkpoint_seconds=checkpoint_seconds, progress=progress,
                      record_examples=True, keep_epochs=(config.score_epoch,))
-  state = training.load_kept_state(train, data, checkpoint_dir,
+  state = engine.load_kept_state(train, data, checkpoint_dir,
                                    config.score_epoch,
                                    fingerprint_parts=SCORING_PARTS)
   trainer = training.cached_trainer(train, data.input_shape, data.num_classes)
@@ -381,18 +382,18 @@ def train_fraction(config: PruningConfig, dataset: data_lib.Dataset,
                    labels: Labels, run_lanes, index: np.ndarray, *,
                    checkpoint_dir: str | None = None,
                    progress: str | None = None,
-                   checkpoint_seconds: float = 30.0) -> training.FitResult:
+                   checkpoint_seconds: float = 30.0) -> engine.FitResult:
   """Every run of one fraction as one vmapped fit: lane l trains on
   ``index[l]`` with ``run_lanes[l]``'s labels, from seed train.seed + l."""
   train = fraction_config(config, run_lanes, index.shape[1],
                           dataset.x_train.shape[0])
   data = _lane_data(dataset, labels, [l.condition for l in run_lanes], index)
-  return training.fit(train, data, checkpoint_dir=checkpoint_dir,
+  return engine.fit(train, data, checkpoint_dir=checkpoint_dir,
                       checkpoint_seconds=checkpoint_seconds, progress=progress)
 
 
 def lane_records(config: PruningConfig, fraction: float, run_lanes,
-                 index: np.ndarray, fit: training.FitResult,
+                 index: np.ndarray, fit: engine.FitResult,
                  labels: Labels) -> list[dict]:
   """One row per run: what it trained on and its final clean accuracies
   (training accuracy over its own subset)."""

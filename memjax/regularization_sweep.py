@@ -29,6 +29,7 @@ import numpy as np
 from memjax import checkpointing
 from memjax import complexity
 from memjax import data as data_lib
+from memjax import engine
 from memjax import keys
 from memjax import randomization as rand_lib
 from memjax import regularization_study as study
@@ -234,18 +235,18 @@ def save_split(workdir: str, data_config: data_lib.DataConfig, train_index,
 def train_setting(setting: Setting, config: training.TrainConfig,
                   data: training.TrainData, workdir: str, *,
                   checkpoint_seconds: float, progress: bool,
-                  mesh=None) -> training.FitResult:
+                  mesh=None) -> engine.FitResult:
   """One setting's vmapped run, checkpointed under its own folder."""
   folder = os.path.join(workdir, setting.directory)
   checkpointing.register(folder)
   os.makedirs(folder, exist_ok=True)
-  return training.fit(config, data,
+  return engine.fit(config, data,
                       checkpoint_dir=os.path.join(folder, "checkpoints"),
                       checkpoint_seconds=checkpoint_seconds,
                       progress=setting.name if progress else None, mesh=mesh)
 
 
-def setting_summary(setting: Setting, fit: training.FitResult,
+def setting_summary(setting: Setting, fit: engine.FitResult,
                     test_correct: np.ndarray, seeds: int) -> dict:
   """Per-seed and mean (+- SE) accuracies of one setting's lanes."""
   h = fit.history
@@ -283,7 +284,7 @@ def sweep_runs(settings, fits, seeds: int, first_seed: int) -> dict:
     h = fit.history
     runs[setting.name] = {
         condition: [{"seed": first_seed + lane,
-                     "curves": {k: h[k][:, lane] for k in training.HISTORY_KEYS}}
+                     "curves": {k: h[k][:, lane] for k in engine.HISTORY_KEYS}}
                     for lane in range(c * seeds, (c + 1) * seeds)]
         for c, condition in enumerate(study.CONDITIONS)}
   return runs

@@ -23,7 +23,7 @@ versions) writes what it measures through these functions:
   ``np.load`` and compare any score with a published one
   (``experiments/compare_scores.py --memjax_key=el2n``).
 * ``write_kept_scores``: EL2N and GraNd computed later from a state that
-  training kept (``training.fit(..., keep_epochs=...)``), the same two files.
+  training kept (``engine.fit(..., keep_epochs=...)``), the same two files.
 * ``plot_histograms``: each score's histogram, clean against corrupted.
 
 Examples a run did not load (a ``train_size`` subset of CIFAR) keep their

@@ -25,7 +25,7 @@ sum_i L^i = L).
 
 An epoch visits every example once (``Trainer.epoch_batches``): the filler of
 a partial last batch has weight 0 in every loss, as in training, and is never
-counted. ``track`` is one ``training.fit`` with an epoch function that also
+counted. ``track`` is one ``engine.fit`` with an epoch function that also
 returns the sums and a hook that accumulates them, so it checkpoints and
 resumes like any run.
 """
@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from memjax import engine
 from memjax import hooks
 from memjax import per_example
 from memjax import training
@@ -257,7 +258,7 @@ def track(train_config: training.TrainConfig, config: SensitivityConfig, x, y,
   """Trains ``train_config.num_seeds`` seeds at once for ``epochs`` epochs on
   (x, y), recording both forms of loss sensitivity at every SGD step.
 
-  One ``training.fit`` (no early stop, no test set) whose epoch function
+  One ``engine.fit`` (no early stop, no test set) whose epoch function
   also returns the epoch's sensitivity sums; runs on data of the same shapes
   share one ``training.cached_trainer`` and so one compilation. With
   ``checkpoint_dir`` the run (state, running sums and per-epoch records)
@@ -280,7 +281,7 @@ def track(train_config: training.TrainConfig, config: SensitivityConfig, x, y,
     return _epoch_vmapped(trainer, config, state, seed_keys, epoch, x, y,
                           train_index)
 
-  result = training.fit(run_config, training.TrainData(x, y, None, None,
+  result = engine.fit(run_config, training.TrainData(x, y, None, None,
                                                        num_classes),
                         hooks=[accumulate], epoch_fn=epoch_fn,
                         checkpoint_dir=checkpoint_dir,

@@ -18,11 +18,11 @@ from __future__ import annotations
 import dataclasses
 import os
 
-import jax
 import numpy as np
 
 from memjax import checkpointing
 from memjax import data as data_lib
+from memjax import engine
 from memjax import keys
 from memjax import randomization as rand_lib
 from memjax import reporting
@@ -102,7 +102,7 @@ def parse_conditions(flag: str, names) -> tuple[str, ...]:
 
 @dataclasses.dataclass
 class ConditionResult:
-  fit: training.FitResult
+  fit: engine.FitResult
   train_mask: np.ndarray  # (n,) or (S, n) when randomized per seed
   test_mask: np.ndarray
   num_classes: int
@@ -140,7 +140,7 @@ def run(config: StudyConfig, workdir: str | None = None, *,
         mesh=None) -> dict[str, ConditionResult]:
   """Trains every condition; ``dataset``, if given, is ``config.data`` loaded
   already (studies that share one dataset over many runs load it once);
-  ``mesh`` spreads the seeds over devices (``training.fit``)."""
+  ``mesh`` spreads the seeds over devices (``engine.fit``)."""
   if dataset is None:
     dataset = data_lib.load(config.data)
   results = {}
@@ -159,7 +159,7 @@ def run(config: StudyConfig, workdir: str | None = None, *,
           train_mask=train_mask, test_mask=test_mask,
           transition=config.transition(name, dataset.num_classes))
       ckpt = os.path.join(cond_dir, "checkpoints")
-    fit = training.fit(config.train, train_data, checkpoint_dir=ckpt,
+    fit = engine.fit(config.train, train_data, checkpoint_dir=ckpt,
                        checkpoint_seconds=checkpoint_seconds,
                        progress=name if progress else None,
                        record_examples=record_examples, mesh=mesh)
@@ -301,7 +301,7 @@ def per_seed_runs(results: dict[str, ConditionResult], seed: int) -> dict:
   for name, r in results.items():
     h = r.fit.history
     runs[name] = [{"seed": seed + i,
-                   "curves": {k: h[k][:, i] for k in training.HISTORY_KEYS},
+                   "curves": {k: h[k][:, i] for k in engine.HISTORY_KEYS},
                    "train_acc": h["train_acc"][-1, i],
                    "test_acc": h["test_acc"][-1, i],
                    "steps_to_fit": (int(r.fit.fit_step[i])
@@ -320,7 +320,7 @@ def condition_lanes(dataset: data_lib.Dataset, names, seeds_per_condition: int,
   per condition (key ``keys.condition_key(randomization_seed, name)``) and shared by
   its seeds; test sets are the conditions' own (clean unless the condition
   transforms every input). Conditions that share a model shape then train in
-  one ``training.fit`` with ``num_seeds = len(names) * seeds_per_condition``.
+  one ``engine.fit`` with ``num_seeds = len(names) * seeds_per_condition``.
   """
   draws = [rand_lib.apply(dataset, rand_lib.from_name(name, label_noise),
                           keys.condition_key(randomization_seed, name))

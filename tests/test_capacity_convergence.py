@@ -26,8 +26,8 @@ import numpy as np
 from experiments import capacity
 from experiments import convergence_time
 from memjax import cli
+from memjax import engine
 from memjax import randomization as rand_lib
-from memjax import training
 
 
 def verdicts(claims, start: str) -> list[str]:
@@ -300,10 +300,10 @@ def smoke(name, workdir, *args) -> tuple[int, str, str]:
 
 @contextlib.contextmanager
 def fit_calls(stop_at: int = 0):
-  """Records (checkpoint_dir, checkpoint_seconds) of every ``training.fit``
+  """Records (checkpoint_dir, checkpoint_seconds) of every ``engine.fit``
   call; the ``stop_at``-th call raises Ctrl-C's exception instead (0: none)."""
   calls = []
-  original = training.fit
+  original = engine.fit
 
   def fit(*args, **kwargs):
     calls.append((kwargs.get("checkpoint_dir"),

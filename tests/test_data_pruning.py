@@ -21,6 +21,7 @@ from absl.testing import parameterized
 from experiments import data_pruning
 from memjax import cli
 from memjax import data as data_lib
+from memjax import engine
 from memjax import pruning
 from memjax import studies
 from memjax import training
@@ -143,7 +144,7 @@ class LaneTest(absltest.TestCase):
         "corrupt_0.5", pruning.Group("hardest", "el2n"), 0))
     for l in (1, 6):
       lane = run_lanes[l]
-      alone = training.fit(
+      alone = engine.fit(
           dataclasses.replace(train, seed=train.seed + l, num_seeds=1,
                               max_epochs=together.epochs),
           training.TrainData(dataset.x_train, labels.train[lane.condition],

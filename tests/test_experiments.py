@@ -21,7 +21,7 @@ import numpy as np
 from experiments import label_corruption
 from experiments import random_labels
 from memjax import cli
-from memjax import training
+from memjax import engine
 
 CONDITIONS = ("true_labels", "random_labels", "shuffled_pixels",
               "random_pixels", "gaussian")
@@ -104,7 +104,7 @@ class ExperimentTest(parameterized.TestCase):
     config, _, control = cli.from_args(
         random_labels, smoke_args(sharded, *args, "--shard_seeds"))
     self.assertTrue(control.shard_seeds)
-    with mock.patch.object(training, "fit", wraps=training.fit) as fit, \
+    with mock.patch.object(training, "fit", wraps=engine.fit) as fit, \
         contextlib.redirect_stdout(io.StringIO()):
       random_labels.run(config, sharded, control)
     meshes = [call.kwargs["mesh"] for call in fit.call_args_list]

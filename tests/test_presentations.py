@@ -5,6 +5,7 @@ import jax
 import numpy as np
 from absl.testing import absltest
 
+from memjax import engine
 from memjax import keys
 from memjax import per_example
 from memjax import presentations
@@ -94,13 +95,13 @@ class ForgettingTest(absltest.TestCase):
     config, _, x, y = setup()
     data = training.TrainData(x, y, x[:8], y[:8], num_classes=CLASSES)
     recorder = presentations.PresentationRecorder(config.max_epochs, 2, N)
-    result = training.fit(config, data, hooks=[recorder],
+    result = engine.fit(config, data, hooks=[recorder],
                           epoch_fn=presentations.presentation_epoch)
     history = recorder.history(result.epochs)
     chex.assert_shape(history, (3, 2, N))
     self.assertTrue(np.isin(history, (0, 1)).all())
     # The same training as a fit without the recorder.
-    plain = training.fit(config, data)
+    plain = engine.fit(config, data)
     chex.assert_trees_all_close(plain.state.params, result.state.params)
 
 

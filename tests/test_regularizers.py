@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from memjax import complexity
+from memjax import engine
 from memjax import keys
 from memjax import models
 from memjax import regularizers
@@ -289,7 +290,7 @@ class TrainingTest(absltest.TestCase):
                                   batch_size=8, stop_when_fit=False,
                                   regularization=ALL_INPUT_PERTURBATIONS)
     arrays = [np.array(a) for a in (data.x_train, data.x_test)]
-    result = training.fit(config, data)
+    result = engine.fit(config, data)
     chex.assert_trees_all_equal([data.x_train, data.x_test], arrays)
     plain = training.Trainer(dataclasses.replace(
         config, regularization=Regularization()), (6, 6, 1), 3)
@@ -309,11 +310,11 @@ class TrainingTest(absltest.TestCase):
         stop_when_fit=False, dropout=0.3,
         regularization=Regularization(shift=1, input_noise=0.3,
                                       hidden_noise=0.2))
-    many = training.fit(config, data)
+    many = engine.fit(config, data)
     chex.assert_tree_shape_prefix(many.state.batch_stats, (2,))
     means = jax.tree.leaves(many.state.batch_stats)
     self.assertGreater(float(jnp.abs(means[0][0] - means[0][1]).max()), 0)
-    one = training.fit(dataclasses.replace(config, num_seeds=1, seed=1), data)
+    one = engine.fit(dataclasses.replace(config, num_seeds=1, seed=1), data)
     lane = jax.tree.map(lambda a: a[1:], many.state)
     chex.assert_trees_all_close(lane.params, one.state.params, atol=1e-4)
     chex.assert_trees_all_close(lane.batch_stats, one.state.batch_stats,

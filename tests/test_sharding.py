@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from absl.testing import absltest
 
+from memjax import engine
 from memjax import keys
 from memjax import reporting
 from memjax import sharding
@@ -41,8 +42,8 @@ CONFIG = training.TrainConfig(model="mlp1x16", num_seeds=SEEDS, batch_size=32,
 
 
 @functools.lru_cache(maxsize=None)
-def unsharded_run(per_seed_labels: bool = False) -> training.FitResult:
-  return training.fit(CONFIG, tiny_data(per_seed_labels), record_examples=True)
+def unsharded_run(per_seed_labels: bool = False) -> engine.FitResult:
+  return engine.fit(CONFIG, tiny_data(per_seed_labels), record_examples=True)
 
 
 def mesh_of(num_devices: int | None, data_parallel: int = 1):
@@ -51,7 +52,7 @@ def mesh_of(num_devices: int | None, data_parallel: int = 1):
   return sharding.make_mesh(jax.devices()[:num_devices], data_parallel)
 
 
-def assert_same_run(a: training.FitResult, b: training.FitResult):
+def assert_same_run(a: engine.FitResult, b: engine.FitResult):
   assert a.epochs == b.epochs
   np.testing.assert_array_equal(a.fit_step, b.fit_step)
   for key in b.history:
@@ -67,9 +68,9 @@ class ShardedFitTest(absltest.TestCase):
     self.assertLen(jax.devices(), 4)
 
   def test_one_and_four_devices_agree_with_uneven_seed_count(self):
-    one = training.fit(CONFIG, tiny_data(), record_examples=True,
+    one = engine.fit(CONFIG, tiny_data(), record_examples=True,
                        mesh=mesh_of(1))
-    four = training.fit(CONFIG, tiny_data(), record_examples=True,
+    four = engine.fit(CONFIG, tiny_data(), record_examples=True,
                         mesh=mesh_of(4))  # 6 seeds padded to 8
     chex.assert_shape(four.history["train_acc"], (EPOCHS, SEEDS))
     chex.assert_shape(four.history["train_correct"],
@@ -79,7 +80,7 @@ class ShardedFitTest(absltest.TestCase):
     assert_same_run(one, four)
 
   def test_even_seed_count_stays_sharded(self):
-    result = training.fit(CONFIG, tiny_data(), mesh=mesh_of(3))
+    result = engine.fit(CONFIG, tiny_data(), mesh=mesh_of(3))
     for leaf in jax.tree.leaves(result.state):
       self.assertEqual(leaf.sharding.spec, jax.sharding.PartitionSpec("seeds"))
       self.assertLen({s.device for s in leaf.addressable_shards}, 3)
@@ -89,7 +90,7 @@ class ShardedFitTest(absltest.TestCase):
     mesh = mesh_of(4, data_parallel=2)
     self.assertEqual(dict(mesh.shape), {"seeds": 2, "data": 2})
     assert_same_run(unsharded_run(per_seed_labels=True),
-                    training.fit(CONFIG, tiny_data(per_seed_labels=True),
+                    engine.fit(CONFIG, tiny_data(per_seed_labels=True),
                                  mesh=mesh))
 
   def test_padded_lane_is_the_next_seed(self):
@@ -112,7 +113,7 @@ class _Interrupted(Exception):
 def test_resume_on_a_different_device_count(tmp_path, monkeypatch,
                                             first_devices, resume_devices):
   steps = training.steps_per_epoch(CONFIG, NUM_TRAIN)
-  check_finite = training.check_finite
+  check_finite = engine.check_finite
 
   def stop_after_two_epochs(losses, config, first_step):
     if first_step == 2 * steps:
@@ -121,10 +122,10 @@ def test_resume_on_a_different_device_count(tmp_path, monkeypatch,
 
   monkeypatch.setattr(training, "check_finite", stop_after_two_epochs)
   with pytest.raises(_Interrupted):
-    training.fit(CONFIG, tiny_data(), checkpoint_dir=tmp_path,
+    engine.fit(CONFIG, tiny_data(), checkpoint_dir=tmp_path,
                  checkpoint_seconds=0, mesh=mesh_of(first_devices))
   monkeypatch.setattr(training, "check_finite", check_finite)
-  resumed = training.fit(CONFIG, tiny_data(), checkpoint_dir=tmp_path,
+  resumed = engine.fit(CONFIG, tiny_data(), checkpoint_dir=tmp_path,
                          mesh=mesh_of(resume_devices))
   assert_same_run(unsharded_run(), resumed)
 

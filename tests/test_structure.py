@@ -16,6 +16,7 @@ import jax
 import numpy as np
 from absl.testing import absltest
 
+from memjax import engine
 from memjax import keys
 from memjax import memorization
 from memjax import sensitivity
@@ -165,9 +166,9 @@ class LanesAreRunsTest(absltest.TestCase):
     config = training.TrainConfig(model="mlp1x8", num_seeds=3, seed=5,
                                   batch_size=16, max_epochs=2,
                                   stop_when_fit=False)
-    many = training.fit(config, data)
+    many = engine.fit(config, data)
     for lane in range(3):
-      one = training.fit(dataclasses.replace(config, seed=5 + lane,
+      one = engine.fit(dataclasses.replace(config, seed=5 + lane,
                                              num_seeds=1), data)
       chex.assert_trees_all_close(
           jax.tree.map(lambda a, i=lane: a[i], many.state.params),

@@ -17,6 +17,7 @@ from experiments import label_corruption
 from experiments import random_labels
 from memjax import cli
 from memjax import data as data_lib
+from memjax import engine
 from memjax import randomization as rand_lib
 from memjax import stats
 from memjax import studies
@@ -94,10 +95,10 @@ class StudyHelpersTest(parameterized.TestCase):
   def fake_result(self, fit_step, test_acc):
     s = len(fit_step)
     history = {k: np.full((2, s), 0.5, np.float32)
-               for k in training.HISTORY_KEYS}
+               for k in engine.HISTORY_KEYS}
     history["test_acc"][-1] = test_acc
     history["train_acc"][-1] = 1.0
-    fit = training.FitResult(None, history, np.asarray(fit_step, np.int32),
+    fit = engine.FitResult(None, history, np.asarray(fit_step, np.int32),
                              2, 32)
     return studies.ConditionResult(fit, np.zeros(100, bool),
                                    np.zeros(50, bool), 10)

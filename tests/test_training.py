@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from memjax import data
+from memjax import engine
 from memjax import hooks
 from memjax import keys
 from memjax import sharding
@@ -39,12 +40,12 @@ def lane(tree, i):
 class ManySeedTest(absltest.TestCase):
 
   def assert_lanes_equal_separate_runs(self, cfg, train_data):
-    together = training.fit(cfg, train_data)
+    together = engine.fit(cfg, train_data)
     for i in range(cfg.num_seeds):
-      alone = training.fit(
+      alone = engine.fit(
           training.TrainConfig(**{**cfg.__dict__, "num_seeds": 1,
                                   "seed": cfg.seed + i}), train_data)
-      for key in training.HISTORY_KEYS:
+      for key in engine.HISTORY_KEYS:
         np.testing.assert_allclose(together.history[key][:, i],
                                    alone.history[key][:, 0], rtol=1e-4,
                                    atol=1e-5, err_msg=key)
@@ -65,9 +66,9 @@ class ManySeedTest(absltest.TestCase):
 
   def test_seed_chunks_equal_one_vmap(self):
     train_data = digits()
-    together = training.fit(config(num_seeds=5), train_data)
-    chunked = training.fit(config(num_seeds=5, seed_chunk=2), train_data)
-    for key in training.HISTORY_KEYS:
+    together = engine.fit(config(num_seeds=5), train_data)
+    chunked = engine.fit(config(num_seeds=5, seed_chunk=2), train_data)
+    for key in engine.HISTORY_KEYS:
       np.testing.assert_allclose(chunked.history[key], together.history[key],
                                  rtol=1e-4, atol=1e-5, err_msg=key)
     chex.assert_trees_all_close(chunked.state.params, together.state.params,
@@ -75,10 +76,10 @@ class ManySeedTest(absltest.TestCase):
 
   def test_seed_chunk_with_a_mesh_is_refused(self):
     with self.assertRaisesRegex(ValueError, "seed_chunk=2"):
-      training.fit(config(seed_chunk=2), digits(), mesh=sharding.make_mesh())
+      engine.fit(config(seed_chunk=2), digits(), mesh=sharding.make_mesh())
 
   def test_seeds_differ(self):
-    result = training.fit(config(num_seeds=2, max_epochs=1), digits())
+    result = engine.fit(config(num_seeds=2, max_epochs=1), digits())
     a, b = (lane(result.state.params, i) for i in range(2))
     self.assertFalse(jnp.allclose(a["head"]["kernel"][...],
                                   b["head"]["kernel"][...]))
@@ -153,13 +154,13 @@ class RobustnessTest(absltest.TestCase):
 
   def test_non_finite_loss_names_seed_and_step(self):
     with self.assertRaisesRegex(FloatingPointError, r"seed \d+ at step \d+"):
-      training.fit(config(learning_rate=1e12, max_epochs=5), digits())
+      engine.fit(config(learning_rate=1e12, max_epochs=5), digits())
 
   def test_resume_after_a_crash_equals_an_uninterrupted_run(self):
     cfg, train_data = config(max_epochs=5), digits()
-    uninterrupted = training.fit(cfg, train_data)
+    uninterrupted = engine.fit(cfg, train_data)
     calls = []
-    original = training.check_finite
+    original = engine.check_finite
 
     def crash_on_third_epoch(*args, **kwargs):
       calls.append(1)
@@ -168,16 +169,16 @@ class RobustnessTest(absltest.TestCase):
       return original(*args, **kwargs)
 
     with tempfile.TemporaryDirectory() as tmp:
-      training.check_finite = crash_on_third_epoch
+      engine.check_finite = crash_on_third_epoch
       try:
         with self.assertRaises(KeyboardInterrupt):
-          training.fit(cfg, train_data, checkpoint_dir=tmp,
+          engine.fit(cfg, train_data, checkpoint_dir=tmp,
                        checkpoint_seconds=0)
       finally:
-        training.check_finite = original
-      resumed = training.fit(cfg, train_data, checkpoint_dir=tmp)
+        engine.check_finite = original
+      resumed = engine.fit(cfg, train_data, checkpoint_dir=tmp)
     self.assertEqual(resumed.epochs, 5)
-    for key in training.HISTORY_KEYS:
+    for key in engine.HISTORY_KEYS:
       np.testing.assert_allclose(resumed.history[key],
                                  uninterrupted.history[key], rtol=1e-6,
                                  err_msg=key)
@@ -192,7 +193,7 @@ class RobustnessTest(absltest.TestCase):
     bad = training.TrainData(train_data.x_train, train_data.y_train, x_test,
                              train_data.y_test, 10)
     with self.assertRaisesRegex(FloatingPointError, r"test-set loss for seed \d+ after step \d+"):
-      training.fit(config(max_epochs=1), bad)
+      engine.fit(config(max_epochs=1), bad)
 
   def test_invalid_configs(self):
     nan, inf = float("nan"), float("inf")
@@ -230,7 +231,7 @@ class Recorder(hooks.Hook):
 
 
 def losses_as_extras(trainer, *args, **axes):
-  state, losses, _ = training.train_epoch(trainer, *args, **axes)
+  state, losses, _ = engine.train_epoch(trainer, *args, **axes)
   return state, losses, {"losses": losses}
 
 
@@ -239,7 +240,7 @@ class HooksTest(absltest.TestCase):
   def test_hooks_see_each_epoch_once_with_its_state(self):
     cfg, train_data = config(num_seeds=2), digits()
     recorder = Recorder(2)
-    result = training.fit(cfg, train_data, hooks=[recorder],
+    result = engine.fit(cfg, train_data, hooks=[recorder],
                           epoch_fn=losses_as_extras)
     self.assertEqual(recorder.starts, [0])
     self.assertEqual(recorder.epochs, [1, 2, 3])
@@ -247,10 +248,10 @@ class HooksTest(absltest.TestCase):
     chex.assert_trees_all_equal(
         recorder.states[0], trainer.init(keys.seed_keys(cfg.seed, 2)))
     chex.assert_trees_all_equal(recorder.states[3], result.state)
-    one_epoch = training.fit(config(num_seeds=2, max_epochs=1), train_data)
+    one_epoch = engine.fit(config(num_seeds=2, max_epochs=1), train_data)
     chex.assert_trees_all_equal(recorder.states[1], one_epoch.state)
     for epoch, row in enumerate(recorder.rows):
-      for key in training.HISTORY_KEYS:
+      for key in engine.HISTORY_KEYS:
         np.testing.assert_array_equal(row[key], result.history[key][epoch])
     # The epoch function's extras reach the hooks as numpy.
     np.testing.assert_array_equal(recorder.extras["losses"].mean(1),
@@ -259,8 +260,8 @@ class HooksTest(absltest.TestCase):
   def test_resume_restores_carry_metrics_and_kept_states(self):
     cfg, train_data = config(max_epochs=4, num_seeds=2), digits()
     uninterrupted = Recorder(2)
-    want = training.fit(cfg, train_data, hooks=[uninterrupted])
-    calls, original = [], training.check_finite
+    want = engine.fit(cfg, train_data, hooks=[uninterrupted])
+    calls, original = [], engine.check_finite
 
     def crash_in_third_epoch(*args, **kwargs):
       calls.append(1)
@@ -269,15 +270,15 @@ class HooksTest(absltest.TestCase):
       return original(*args, **kwargs)
 
     with tempfile.TemporaryDirectory() as tmp:
-      run = lambda hook: training.fit(cfg, train_data, hooks=[hook],
+      run = lambda hook: engine.fit(cfg, train_data, hooks=[hook],
                                       checkpoint_dir=tmp, checkpoint_seconds=0,
                                       keep_epochs=(0, 2, 4))
-      training.check_finite = crash_in_third_epoch
+      engine.check_finite = crash_in_third_epoch
       try:
         with self.assertRaises(KeyboardInterrupt):
           run(Recorder(2))
       finally:
-        training.check_finite = original
+        engine.check_finite = original
       metrics = os.path.join(tmp, hooks.METRICS_FILE)
       self.assertLen(pd.read_json(metrics, lines=True), 2 * 2)
       resumed = Recorder(2)
@@ -292,38 +293,38 @@ class HooksTest(absltest.TestCase):
       self.assertLen(frame, 4 * 2)
       self.assertEqual(list(frame["epoch"]), [1, 1, 2, 2, 3, 3, 4, 4])
       self.assertEqual(list(frame["seed"]), [0, 1] * 4)
-      for key in training.HISTORY_KEYS:
+      for key in engine.HISTORY_KEYS:
         np.testing.assert_array_equal(
             frame[key].to_numpy().astype(np.float32),
             got.history[key].reshape(-1), err_msg=key)
       for epoch in (0, 2, 4):
         chex.assert_trees_all_equal(
-            training.load_kept_state(cfg, train_data, tmp, epoch),
+            engine.load_kept_state(cfg, train_data, tmp, epoch),
             uninterrupted.states[epoch])
       with self.assertRaisesRegex(ValueError, r"kept epochs: \[0, 2, 4\]"):
-        training.load_kept_state(cfg, train_data, tmp, 3)
+        engine.load_kept_state(cfg, train_data, tmp, 3)
       with self.assertRaisesRegex(ValueError, "different configuration"):
-        training.load_kept_state(config(max_epochs=4, num_seeds=2, seed=5),
+        engine.load_kept_state(config(max_epochs=4, num_seeds=2, seed=5),
                                  train_data, tmp, 2)
 
   def test_keep_epochs_are_validated(self):
     with self.assertRaisesRegex(ValueError, r"keep_epochs=\[9\]"):
-      training.fit(config(), digits(), keep_epochs=(9,),
+      engine.fit(config(), digits(), keep_epochs=(9,),
                    checkpoint_dir="/nonexistent")
     with self.assertRaisesRegex(ValueError, "needs a checkpoint_dir"):
-      training.fit(config(), digits(), keep_epochs=(1,))
+      engine.fit(config(), digits(), keep_epochs=(1,))
 
   def test_resuming_a_finished_run_leaves_its_metrics_log_untouched(self):
     workdir = tempfile.mkdtemp()
     self.addCleanup(shutil.rmtree, workdir, True)
     checkpoints = os.path.join(workdir, "checkpoints")
     run = config(num_seeds=2, max_epochs=2, stop_when_fit=False)
-    training.fit(run, digits(), checkpoint_dir=checkpoints)
+    engine.fit(run, digits(), checkpoint_dir=checkpoints)
     log = os.path.join(checkpoints, hooks.METRICS_FILE)
     with open(log) as f:
       written = f.read()
     before = os.stat(log).st_mtime_ns
-    training.fit(run, digits(), checkpoint_dir=checkpoints)
+    engine.fit(run, digits(), checkpoint_dir=checkpoints)
     self.assertEqual(os.stat(log).st_mtime_ns, before)
     with open(log) as f:
       self.assertEqual(f.read(), written)
