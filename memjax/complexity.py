@@ -29,7 +29,7 @@ the examples (in chunks, so memory stays bounded), and ``seed_lass`` vmaps it
 over the seed axis of a ``TrainState``. Noise is a pure function of the key, the
 example index and the iteration.
 
-During training: ``MeasureCsr`` is a ``engine.fit`` hook that records which
+During training: ``MeasureCsr`` is an ``engine.fit`` hook that records which
 examples of fixed probe sets (``CsrProbe``) are critical at chosen epochs,
 saving each measurement as it is made so that a resumed run reuses it;
 ``csr_mean_se`` and ``csr_jump`` summarize such records over seeds.
@@ -272,7 +272,7 @@ class CsrProbe:
 
 
 class MeasureCsr(hooks.Hook):
-  """A ``engine.fit`` hook: which examples of each probe (name ->
+  """An ``engine.fit`` hook: which examples of each probe (name ->
   ``CsrProbe``) are critical, per lane, at each of ``epochs`` (0: the
   initialization).
 
