@@ -53,34 +53,35 @@ Setup differences from the paper: 1,000 training examples of MNIST-5k and an
 MLP 1x512 (the workshop paper does not state its data size or network). With
 all 4,000 examples (--train_size=4000) random labels need about 600 epochs to
 reach the target loss and the run needs about three times the CPU time of
-this default, far beyond the two minutes it aims at. The learning rate is constant (--lr_decay=1): with the
-other experiments' decay of 0.95 per 50,000 examples the rate shrinks about 5x
-over the epochs random labels need and their loss stalls above the target.
+this default, far beyond the two minutes it aims at. The learning rate is
+constant (--lr_decay=1): with the other experiments' decay of 0.95 per 50,000
+examples the rate shrinks about 5x over the epochs random labels need and
+their loss stalls above the target.
 
 Outputs in --workdir: results.json (summary keyed by condition with
 ``sharpness`` = mean largest eigenvalue at matched loss, ``sharpness_se``,
 per-seed values, the top-k spectrum, ``epsilon_sharpness``, and the same at
 first fit with the suffix ``_first_fit``), sharpness.png (top-k eigenvalues
-per condition at both points), per-condition checkpoints, masks and measured
-sharpness. Re-running the same command resumes.
+per condition at both points), per-condition checkpoints (with
+metrics.jsonl, the per-epoch training curves), masks and measured sharpness.
+Re-running the same command resumes.
 """
 
 import dataclasses
 import math
 import os
 import sys
-import time
 
 from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm
 
 from memjax import checkpointing
 from memjax import cli
 from memjax import data as data_lib
 from memjax import engine
+from memjax import hooks
 from memjax import keys
 from memjax import reporting
 from memjax import sharpness
@@ -163,84 +164,77 @@ def _select(mask, new, old):
   return jax.tree.map(pick, new, old)
 
 
+class TargetPoints(hooks.Hook):
+  """An ``engine.fit`` hook that keeps each seed's state at two points: its
+  first 100% clean training accuracy ("first_fit") and its first clean
+  training loss <= ``target_loss`` ("matched"), with the epochs (-1: not yet);
+  both are checkpointed with the run. Asks the run to stop once every seed
+  has reached both."""
+
+  def __init__(self, state_shapes, target_loss: float):
+    """``state_shapes``: the S-seed TrainState's shapes (``jax.eval_shape``)."""
+    self.target_loss = target_loss
+    self.fingerprint = None  # the run's, once started
+    seeds = jax.tree.leaves(state_shapes)[0].shape[0]
+    zeros = lambda: jax.tree.map(lambda a: np.zeros(a.shape, a.dtype),
+                                 state_shapes)
+    self.carry = {"states": {p: zeros() for p in POINTS},
+                  "epochs": {p: np.full((seeds,), -1, np.int32)
+                             for p in POINTS}}
+
+  def start(self, run: hooks.RunStart) -> None:
+    self.fingerprint = run.fingerprint
+
+  def end_epoch(self, event: hooks.EpochEnd) -> None:
+    reached = {"first_fit": event.row["train_acc"] >= 1.0,
+               "matched": event.row["train_loss"] <= self.target_loss}
+    for point, now in reached.items():
+      epochs = self.carry["epochs"][point]
+      new = now & (epochs < 0)
+      if new.any():
+        epochs[new] = event.epoch
+        # A host copy: the next epoch consumes the device state.
+        self.carry["states"][point] = jax.device_get(
+            _select(new, event.state, self.carry["states"][point]))
+
+  def done(self) -> bool:
+    return all((e >= 0).all() for e in self.carry["epochs"].values())
+
+
 def train_to_target(config: training.TrainConfig, data: training.TrainData,
                     target_loss: float, checkpoint_dir: str,
                     checkpoint_seconds: float, progress: str | None) -> dict:
-  """Trains every seed until it has both fit its training set (first 100%
-  clean training accuracy) and reached ``target_loss`` (first clean training
-  loss <= target), or until ``config.max_epochs``.
+  """Trains every seed (``engine.fit``) until it has both fit its training
+  set (first 100% clean training accuracy) and reached ``target_loss`` (first
+  clean training loss <= target), or until ``config.max_epochs``
+  (``config.stop_when_fit`` must be False: ``TargetPoints`` stops the run).
 
   Keeps each seed's state at both points: ``states["first_fit"]`` and
   ``states["matched"]`` (a seed that never got there keeps its final state,
   and its epoch is -1). Checkpoints under ``checkpoint_dir`` at most every
   ``checkpoint_seconds`` and at the end; a re-run resumes (training replays
-  exactly).
+  exactly). The test set is not evaluated.
   """
-  seeds = config.num_seeds
+  if config.stop_when_fit:
+    raise ValueError("train_to_target stops at the target points, not at the "
+                     "first fit: use stop_when_fit=False.")
   trainer = training.cached_trainer(config, data.input_shape,
                                     data.num_classes)
-  seed_keys = keys.seed_keys(config.seed, seeds)
-  train_index = training.default_train_index(data, seeds)
-  steps = training.steps_per_epoch(config, data.num_train)
-  axes = dict(per_seed_inputs=data.per_seed_inputs,
-              per_seed_labels=data.per_seed_labels)
-  stamp = checkpointing.fingerprint(
-      engine.run_fingerprint(config, data, train_index), target_loss)
-  state = trainer.init(seed_keys)
-  # Copies: ``train_epoch`` donates (frees) the state it is given.
-  snapshot = lambda: jax.tree.map(jnp.copy, state)
-  carry = {"state": state, "first_fit": snapshot(), "matched": snapshot(),
-           "epochs": {p: np.full((seeds,), -1, np.int32) for p in POINTS},
-           "history": {k: np.full((config.max_epochs, seeds), np.nan,
-                                  np.float32)
-                       for k in ("train_loss", "train_acc")},
-           "epoch": np.int32(0)}
-  checkpointer = checkpointing.RunCheckpointer(checkpoint_dir, stamp)
-  if checkpointer.latest_step() is not None:
-    carry = checkpointer.restore(carry)
-  state, epoch = carry["state"], int(carry["epoch"])
-  snapshots = {p: carry[p] for p in POINTS}
-  point_epochs, history = (jax.tree.map(np.array, carry[k])
-                           for k in ("epochs", "history"))
-
-  def done():
-    return epoch >= config.max_epochs or all(
-        (point_epochs[p] >= 0).all() for p in POINTS)
-
-  bar = tqdm.tqdm(total=config.max_epochs, initial=epoch, desc=progress,
-                  disable=progress is None, unit="epoch", leave=False)
-  last_save = time.monotonic()
-  while not done():
-    state, losses = trainer.train_epoch(state, seed_keys, epoch, data.x_train,
-                                        data.y_train, train_index, **axes)
-    engine.check_finite(np.asarray(losses), config, first_step=epoch * steps)
-    epoch += 1
-    loss, correct = map(np.asarray, trainer.evaluate(
-        state, data.x_train, data.y_train, **axes))
-    engine.check_finite_eval(loss, config, epoch * steps, "training-set")
-    history["train_loss"][epoch - 1] = loss.mean(1)
-    history["train_acc"][epoch - 1] = correct.mean(1)
-    reached = {"first_fit": correct.mean(1) >= 1.0,
-               "matched": loss.mean(1) <= target_loss}
-    for point, now in reached.items():
-      new = now & (point_epochs[point] < 0)
-      point_epochs[point][new] = epoch
-      snapshots[point] = _select(new, state, snapshots[point])
-    bar.update(1)
-    bar.set_postfix(loss=f"{loss.mean(1).max():.4f}",
-                    matched=f"{(point_epochs['matched'] >= 0).sum()}/{seeds}")
-    if done() or time.monotonic() - last_save >= checkpoint_seconds:
-      checkpointer.save(epoch, {"state": state, **snapshots,
-                                "epochs": point_epochs, "history": history,
-                                "epoch": np.int32(epoch)})
-      last_save = time.monotonic()
-  bar.close()
-  checkpointer.close()
-  states = {p: _select(point_epochs[p] >= 0, snapshots[p], state)
+  points = TargetPoints(
+      jax.eval_shape(trainer.init, keys.seed_keys(config.seed,
+                                                  config.num_seeds)),
+      target_loss)
+  fit = engine.fit(
+      config, dataclasses.replace(data, x_test=None, y_test=None),
+      hooks=[points], checkpoint_dir=checkpoint_dir,
+      checkpoint_seconds=checkpoint_seconds, progress=progress,
+      fingerprint_parts=(target_loss,))
+  epochs = points.carry["epochs"]
+  states = {p: _select(epochs[p] >= 0, points.carry["states"][p], fit.state)
             for p in POINTS}
-  return {"states": states, "epochs": point_epochs, "epoch": epoch,
-          "history": {k: v[:epoch] for k, v in history.items()},
-          "stamp": stamp}
+  return {"states": states, "epochs": epochs, "epoch": fit.epochs,
+          "history": {k: fit.history[k] for k in ("train_loss", "train_acc")},
+          "stamp": points.fingerprint}
 
 
 def measure(trainer, trained: dict, data: training.TrainData,
@@ -354,7 +348,11 @@ def config_from_flags(values) -> Config:
   if not names:
     raise ValueError("--conditions must name at least one condition (real, "
                      "randX, randY, randX_<p>, randY_<p>); got an empty list.")
-  return Config(study=cli.study_config(values, names),
+  study = cli.study_config(values, names)
+  # TargetPoints, not the first fit, ends training.
+  study = dataclasses.replace(study, train=dataclasses.replace(
+      study.train, stop_when_fit=False))
+  return Config(study=study,
                 measure=sharpness_config(values),
                 target_loss=values.target_loss)
 

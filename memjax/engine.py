@@ -326,8 +326,9 @@ def fit(config: training.TrainConfig, data: training.TrainData, *,
       hook.start(start)
 
   def done():
-    return epoch >= config.max_epochs or (config.stop_when_fit and
-                                          (fit_step >= 0).all())
+    return (epoch >= config.max_epochs or (config.stop_when_fit and
+                                           (fit_step >= 0).all())
+            or any(hook.done() for hook in hooks))
 
   bar = tqdm.tqdm(total=config.max_epochs, initial=epoch, desc=progress,
                   disable=progress is None, unit="epoch", leave=False)

@@ -1,6 +1,6 @@
 """Per-epoch hooks of ``engine.fit``, and the two every checkpointed run gets.
 
-A hook is an object with up to three parts (subclass ``Hook``; each is
+A hook is an object with up to four parts (subclass ``Hook``; each is
 optional):
 
 * ``start(run: RunStart)``: called once, after a resumed run was restored and
@@ -8,6 +8,9 @@ optional):
   already done; ``run.state`` is the state after them).
 * ``end_epoch(event: EpochEnd)``: called after every epoch, once its clean
   evaluation is recorded and before the checkpoint that includes it.
+* ``done()``: True once the hook has what it needs; the run then stops after
+  this epoch (e.g. sharpness stops when every seed reached its measuring
+  points).
 * ``carry``: a pytree (numpy arrays) checkpointed with the run and restored
   on resume, so running sums or per-epoch records survive an interruption.
   ``end_epoch`` replaces or updates it in place. Set it in ``__init__``.
@@ -98,6 +101,10 @@ class Hook:
 
   def end_epoch(self, event: EpochEnd) -> None:
     del event
+
+  def done(self) -> bool:
+    """True: stop the run after this epoch."""
+    return False
 
 
 def _json_value(value) -> float | int | None:
