@@ -353,13 +353,13 @@ def scaling_measurement(num_devices: int, size: dict) -> dict:
   work = Workload(size["scaling_model"], size["scaling_seeds"], 128,
                   size["steps"])
   placement = sharding.SeedPlacement(mesh, work.config.num_seeds)
-  keys = placement.keys(work.config)
+  work.keys = placement.keys(work.config)
   # Padding lanes start from a copy of the last seed: the same work per step.
-  state = placement.place_unpadded_state(work.state)
-  index = placement.place_per_seed(work.index)
+  work.state = placement.place_unpadded_state(work.state)
+  work.index = placement.place_per_seed(work.index)
   work.x = placement.place_shared(work.x)
   work.y = placement.place_shared(work.y)
-  seconds = best_time(lambda: work.epoch(state, keys, index), size["repeats"])
+  seconds = best_time(work.epoch, size["repeats"])
   examples = placement.num_padded * work.num_train
   return {"devices": num_devices, "model": size["scaling_model"],
           "seeds": placement.num_padded,

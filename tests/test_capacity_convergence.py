@@ -312,7 +312,7 @@ def fit_calls(stop_at: int = 0):
       raise KeyboardInterrupt
     return original(*args, **kwargs)
 
-  with mock.patch.object(training, "fit", fit):
+  with mock.patch.object(engine, "fit", fit):
     yield calls
 
 

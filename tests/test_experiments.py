@@ -104,7 +104,7 @@ class ExperimentTest(parameterized.TestCase):
     config, _, control = cli.from_args(
         random_labels, smoke_args(sharded, *args, "--shard_seeds"))
     self.assertTrue(control.shard_seeds)
-    with mock.patch.object(training, "fit", wraps=engine.fit) as fit, \
+    with mock.patch.object(engine, "fit", wraps=engine.fit) as fit, \
         contextlib.redirect_stdout(io.StringIO()):
       random_labels.run(config, sharded, control)
     meshes = [call.kwargs["mesh"] for call in fit.call_args_list]

@@ -22,6 +22,7 @@ import numpy as np
 from experiments import regularization
 from memjax import cli
 from memjax import data as data_lib
+from memjax import engine
 from memjax import hooks
 from memjax import regularization_study as table1_lib
 from memjax import regularization_sweep as sweep_lib
@@ -328,7 +329,7 @@ class GridTest(parameterized.TestCase):
     def fake_fit(config, data, **kwargs):
       calls.append(kwargs)
     workdir = make_tempdir(self)
-    with mock.patch.object(training, "fit", fake_fit):
+    with mock.patch.object(engine, "fit", fake_fit):
       sweep_lib.train_setting(sweep_lib.Setting("dropout", 0.5),
                               training.TrainConfig(), None, workdir,
                               checkpoint_seconds=7.0, progress=False)

@@ -23,13 +23,13 @@ from memjax import atlas
 from memjax import checkpointing
 from memjax import cli
 from memjax import data as data_lib
+from memjax import engine
 from memjax import memorization
 from memjax import per_example
 from memjax import presentations
 from memjax import reporting
 from memjax import sensitivity
 from memjax import studies
-from memjax import training
 
 
 def keep(name, raw):
@@ -247,7 +247,7 @@ class SmokeRunTest(parameterized.TestCase):
                                  info.keep_sign * table[name])
     # Resume: every measurement is loaded, nothing is trained again.
     refuse = mock.Mock(side_effect=AssertionError("retrained"))
-    with mock.patch.object(training, "fit", refuse), \
+    with mock.patch.object(engine, "fit", refuse), \
         mock.patch.object(sensitivity, "track", refuse), \
         mock.patch.object(memorization.SubsetTrainer, "run_chunk", refuse):
       _, again = self.run_smoke(workdir)

@@ -34,6 +34,10 @@ PAPER_PREPROCESSING = {
     "critical_samples": False,
     "sharpness": False,
     "memorization_scores": True,
+    # Paul et al. normalize CIFAR-10 by its channel statistics; per-image
+    # standardization is the closest preprocessing memjax has.
+    "data_pruning": True,
+    "score_atlas": True,  # memorization_scores' recipe, for every score
 }
 
 

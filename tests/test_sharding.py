@@ -120,11 +120,11 @@ def test_resume_on_a_different_device_count(tmp_path, monkeypatch,
       raise _Interrupted
     check_finite(losses, config, first_step)
 
-  monkeypatch.setattr(training, "check_finite", stop_after_two_epochs)
+  monkeypatch.setattr(engine, "check_finite", stop_after_two_epochs)
   with pytest.raises(_Interrupted):
     engine.fit(CONFIG, tiny_data(), checkpoint_dir=tmp_path,
                  checkpoint_seconds=0, mesh=mesh_of(first_devices))
-  monkeypatch.setattr(training, "check_finite", check_finite)
+  monkeypatch.setattr(engine, "check_finite", check_finite)
   resumed = engine.fit(CONFIG, tiny_data(), checkpoint_dir=tmp_path,
                          mesh=mesh_of(resume_devices))
   assert_same_run(unsharded_run(), resumed)
