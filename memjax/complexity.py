@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import os
 from typing import TYPE_CHECKING, Callable
 
@@ -52,6 +51,7 @@ from memjax import chunking
 from memjax import hooks
 from memjax import keys
 from memjax import stats
+from memjax import validation
 
 if TYPE_CHECKING:
   from memjax import training
@@ -75,21 +75,19 @@ class LassConfig:
   chunk_size: int = 1000  # examples searched at once
 
   def __post_init__(self):
-    finite = lambda v: v is not None and math.isfinite(float(v))
-    checks = {"radius": finite(self.radius) and self.radius > 0,
-              "alpha": finite(self.alpha) and self.alpha >= 0,
-              "beta": finite(self.beta) and self.beta >= 0,
-              "max_iterations": self.max_iterations >= 1,
-              "chunk_size": self.chunk_size >= 1,
-              "input_min": self.input_min is None or finite(self.input_min),
-              "input_max": self.input_max is None or (
-                  finite(self.input_max) and (self.input_min is None
-                                              or self.input_min < self.input_max))}
-    for name, ok in checks.items():
-      if not ok:
-        raise ValueError(f"Invalid LASS {name}={getattr(self, name)!r} (radius "
-                         "> 0; alpha, beta >= 0, all finite; max_iterations, "
-                         "chunk_size >= 1; input_min < input_max).")
+    finite = validation.finite
+    validation.check_fields(self, {
+        "radius": (finite(self.radius) and self.radius > 0, "finite, > 0"),
+        "alpha": (finite(self.alpha) and self.alpha >= 0, "finite, >= 0"),
+        "beta": (finite(self.beta) and self.beta >= 0, "finite, >= 0"),
+        "max_iterations": (self.max_iterations >= 1, ">= 1"),
+        "chunk_size": (self.chunk_size >= 1, ">= 1"),
+        "input_min": (self.input_min is None or finite(self.input_min),
+                      "finite or None"),
+        "input_max": (self.input_max is None or (
+            finite(self.input_max) and (self.input_min is None
+                                        or self.input_min < self.input_max)),
+                      "finite and > input_min, or None")}, "LASS")
 
   @classmethod
   def from_levels(cls, radius: float = PAPER_RADIUS, alpha: float = PAPER_ALPHA,

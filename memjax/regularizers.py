@@ -67,6 +67,7 @@ import numpy as np
 
 from memjax import complexity
 from memjax import keys
+from memjax import validation
 
 REGULARIZERS = ("weight_decay", "dropout", "input_dropout", "input_noise",
                 "hidden_noise", "shift", "color_jitter")
@@ -99,17 +100,14 @@ class Regularization:
   def __post_init__(self):
     # Comparisons are False for NaN, so NaN fails every check; inf is refused
     # explicitly (noise of infinite scale is not a regularizer).
-    checks = {"input_dropout": 0 <= self.input_dropout < 1,
-              "input_noise": 0 <= self.input_noise < math.inf,
-              "hidden_noise": 0 <= self.hidden_noise < math.inf,
-              "shift": isinstance(self.shift, int) and self.shift >= 0,
-              "color_jitter": 0 <= self.color_jitter <= 1}
-    for name, ok in checks.items():
-      if not ok:
-        raise ValueError(
-            f"Invalid {name}={getattr(self, name)!r} (valid: input_dropout in "
-            "[0, 1); input_noise and hidden_noise finite and >= 0; shift an "
-            "integer >= 0; color_jitter in [0, 1]).")
+    validation.check_fields(self, {
+        "input_dropout": (0 <= self.input_dropout < 1, "in [0, 1)"),
+        "input_noise": (0 <= self.input_noise < math.inf, "finite, >= 0"),
+        "hidden_noise": (0 <= self.hidden_noise < math.inf, "finite, >= 0"),
+        "shift": (isinstance(self.shift, int) and self.shift >= 0,
+                  "an integer >= 0"),
+        "color_jitter": (0 <= self.color_jitter <= 1, "in [0, 1]")},
+                            "regularization")
     if self.adversarial is not None:
       if not isinstance(self.adversarial, complexity.LassConfig):
         raise ValueError(f"adversarial must be a complexity.LassConfig or "

@@ -33,6 +33,7 @@ from jax.flatten_util import ravel_pytree
 
 from memjax import keys
 from memjax import training
+from memjax import validation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,15 +46,12 @@ class SharpnessConfig:
   ascent_steps: int = 10  # projected sign-gradient steps for epsilon-sharpness
 
   def __post_init__(self):
-    checks = {"num_iterations": self.num_iterations >= 1,
-              "top_k": 1 <= self.top_k <= self.num_iterations,
-              "epsilon": self.epsilon > 0,
-              "ascent_steps": self.ascent_steps >= 1}
-    for name, ok in checks.items():
-      if not ok:
-        raise ValueError(f"Invalid sharpness {name}={getattr(self, name)!r} "
-                         "(num_iterations >= 1; 1 <= top_k <= num_iterations; "
-                         "epsilon > 0; ascent_steps >= 1).")
+    validation.check_fields(self, {
+        "num_iterations": (self.num_iterations >= 1, ">= 1"),
+        "top_k": (1 <= self.top_k <= self.num_iterations,
+                  "in [1, num_iterations]"),
+        "epsilon": (self.epsilon > 0, "> 0"),
+        "ascent_steps": (self.ascent_steps >= 1, ">= 1")}, "sharpness")
 
 
 def lanczos_bytes(config: SharpnessConfig, num_params: int) -> int:

@@ -98,7 +98,7 @@ class TrainConfig:
         "fit_threshold": (finite(self.fit_threshold)
                           and 0 < self.fit_threshold <= 1, "in (0, 1]"),
         "seed_chunk": (self.seed_chunk is None or self.seed_chunk >= 1,
-                       "unset or >= 1")})
+                       "unset or >= 1")}, "training")
 
   # Every field in exactly one group (tests/test_training.py checks it), so a
   # new field must say whether the Trainer compiles it. The Trainer's cache

@@ -13,10 +13,11 @@ def finite(value) -> bool:
   return value is not None and math.isfinite(value)
 
 
-def check_fields(config, checks: dict[str, tuple[bool, str]]) -> None:
+def check_fields(config, checks: dict[str, tuple[bool, str]],
+                 what: str) -> None:
   """Raises ValueError for the first field of ``checks`` ({field: (ok, what it
-  must be)}) that is not ok."""
+  must be)}) that is not ok; ``what`` names the config in the message."""
   for name, (ok, valid) in checks.items():
     if not ok:
-      raise ValueError(f"--{name}={getattr(config, name)!r} is invalid: it "
+      raise ValueError(f"Invalid {what} {name}={getattr(config, name)!r}: it "
                        f"must be {valid}.")
