@@ -52,13 +52,12 @@ Command:
 Expected (measured 2026-12-01): every condition reaches 100% training accuracy
 on every seed (lowest final accuracy 99.95%, a random-label seed that kept
 training after it had fit); test accuracy 94.6% for true labels, 94.7% for
-shuffled pixels, 9.6% for random labels (95% Jeffreys interval 7.9-11.5%),
+shuffled pixels, 9.5% for random labels (95% Jeffreys interval 7.8-11.4%),
 9.6% for Gaussian inputs and 10.6% for random pixels; random labels take
-1.97x +- 0.07 (SE over seeds) the steps of their seed's true labels (1,856 vs
+1.94x +- 0.10 (SE over seeds) the steps of their seed's true labels (1,824 vs
 947 steps on average), random pixels and Gaussian inputs 352 and 339 steps
-(0.37x, 0.36x). All 8 claims REPRODUCED. 8 min 14 s while about eight other
-jobs shared the 2-core CPU (2 min 10 s of CPU time); before the epoch covered
-every example it took 58 s on the idle CPU and 15 s on one H200 GPU.
+(0.37x, 0.36x). All 8 claims REPRODUCED. 81 s on the idle 2-core CPU (123 s
+of CPU time); the same numbers from the code before the issue-16 refactor.
 
 The printed note on random pixels says which case was measured: a per-image
 permutation keeps only each image's pixel histogram (on digits: how much ink a
