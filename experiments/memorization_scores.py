@@ -202,19 +202,6 @@ SAME_LABEL_SHARE = 0.5
 RANDOM_PERCENTILE = 0.5
 
 
-def parse_ratios(values) -> tuple[float, ...]:
-  """The --ratios list, in the given order (the first one is special)."""
-  try:
-    ratios = tuple(float(r) for r in values)
-  except ValueError:
-    ratios = ()
-  if (not ratios or len(set(ratios)) != len(ratios)
-      or not all(0.0 < r < 1.0 for r in ratios)):
-    raise ValueError(f"--ratios must be distinct numbers in (0, 1), got "
-                     f"{values}.")
-  return ratios
-
-
 def conditions(values) -> tuple[str, ...]:
   """The label-noise conditions estimated, each with its own runs."""
   kinds = tuple(values.label_noise)
@@ -243,7 +230,7 @@ class Config:
 def config_from_flags(values) -> Config:
   """The run's frozen config (--smoke shrinks the data and the runs); raises
   ValueError on bad input."""
-  ratios = parse_ratios(values.ratios)
+  ratios = cli.subset_ratios("ratios", values.ratios)
   names = conditions(values)
   # Runs are vmapped --seeds at a time; each run itself is one seed.
   data_config, train = cli.configs(

@@ -260,18 +260,6 @@ class Config:
         max_iterations=self.lass_iterations)
 
 
-def parse_ratios(values) -> tuple[float, ...]:
-  try:
-    ratios = tuple(float(r) for r in values)
-  except ValueError:
-    ratios = ()
-  if (not ratios or len(set(ratios)) != len(ratios)
-      or not all(0.0 < r < 1.0 for r in ratios)):
-    raise ValueError(f"--ratios must be distinct numbers in (0, 1), got "
-                     f"{values}.")
-  return ratios
-
-
 def config_from_flags(values) -> Config:
   """The run's frozen config (--smoke shrinks it); raises ValueError on bad
   input."""
@@ -284,7 +272,7 @@ def config_from_flags(values) -> Config:
                 label_noise=values.label_noise,
                 randomization_seed=values.randomization_seed,
                 microbatch=values.microbatch,
-                ratios=parse_ratios(values.ratios),
+                ratios=cli.subset_ratios("ratios", values.ratios),
                 lass_radius=values.lass_radius, lass_alpha=values.lass_alpha,
                 lass_beta=values.lass_beta,
                 resamples=SMOKE_RESAMPLES if values.smoke else RESAMPLES,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import math
 import os
 import sys
@@ -214,6 +215,20 @@ def fractions(name: str, values) -> list[float]:
   """The sorted distinct numbers of list flag --name, all in [0, 1]."""
   return _sorted_values(name, values, float, lambda v: 0.0 <= v <= 1.0,
                         "numbers in [0, 1]")
+
+
+def subset_ratios(name: str, values) -> tuple[float, ...]:
+  """The distinct numbers in (0, 1) of list flag --name, in the given order
+  (subset ratios; the first may be special to the caller)."""
+  try:
+    ratios = tuple(float(r) for r in values)
+  except ValueError:
+    ratios = ()
+  if (not ratios or len(set(ratios)) != len(ratios)
+      or not all(0.0 < r < 1.0 for r in ratios)):
+    raise ValueError(f"--{name} must be distinct numbers in (0, 1), got "
+                     f"{values}.")
+  return ratios
 
 
 def study_config(values, conditions) -> studies.StudyConfig:
@@ -433,3 +448,12 @@ def execute(experiment, args) -> int:
       finally:  # as the command's exit would
         checkpointing.release(values.workdir)
   return _guarded(run)
+
+
+def execute_captured(experiment, args) -> tuple[int, str, str]:
+  """``execute`` with what the command prints returned instead of printed:
+  (exit status, stdout, stderr)."""
+  out, err = io.StringIO(), io.StringIO()
+  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    code = execute(experiment, args)
+  return code, out.getvalue(), err.getvalue()

@@ -104,11 +104,12 @@ class EstimateConfig:
       subset_size(ratio, num_train)
 
 
-def subset_size(ratio: float, num_train: int) -> int:
-  """Examples in each subset: round(ratio * n), at least 1 and at most n - 1."""
+def subset_size(ratio: float, num_train: int, flag: str = "ratios") -> int:
+  """Examples in a subset of ``ratio`` of ``num_train``: round(ratio * n);
+  ValueError naming --``flag`` unless at least 1 and at most n - 1."""
   size = int(round(ratio * num_train))
   if not 1 <= size < num_train:
-    raise ValueError(f"Subset ratio {ratio} of {num_train} training examples "
+    raise ValueError(f"--{flag}: {ratio:g} of {num_train} training examples "
                      f"gives {size} per subset; it must be in [1, "
                      f"{num_train - 1}] so that some examples are held out.")
   return size

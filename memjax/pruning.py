@@ -62,6 +62,7 @@ from memjax import checkpointing
 from memjax import data as data_lib
 from memjax import engine
 from memjax import keys
+from memjax import memorization
 from memjax import per_example
 from memjax import presentations
 from memjax import stats
@@ -188,17 +189,7 @@ def check_sizes(config: PruningConfig, num_train: int) -> None:
   """ValueError, before any work, unless every fraction keeps between 1 and
   n - 1 of the ``num_train`` examples."""
   for fraction in config.fractions:
-    subset_size(fraction, num_train)
-
-
-def subset_size(fraction: float, num_train: int) -> int:
-  """Examples kept: round(fraction * n); ValueError unless in [1, n - 1]."""
-  size = int(round(fraction * num_train))
-  if not 1 <= size < num_train:
-    raise ValueError(f"--fractions: {fraction:g} of {num_train} training "
-                     f"examples keeps {size}; each fraction must keep "
-                     f"between 1 and {num_train - 1} examples.")
-  return size
+    memorization.subset_size(fraction, num_train, "fractions")
 
 
 def ranking(scores) -> np.ndarray:
@@ -344,7 +335,7 @@ def subset_index(config: PruningConfig, fraction: float, run_lanes,
   ``scores``: {condition: {score name: (n,) seed-mean score}}."""
   if fraction == 1.0:
     return np.tile(np.arange(num_train, dtype=np.int32), (len(run_lanes), 1))
-  size = subset_size(fraction, num_train)
+  size = memorization.subset_size(fraction, num_train, "fractions")
   rows = []
   for lane in run_lanes:
     group = lane.group

@@ -14,10 +14,13 @@ def finite(value) -> bool:
 
 
 def check_fields(config, checks: dict[str, tuple[bool, str]],
-                 what: str) -> None:
+                 what: str | None = None) -> None:
   """Raises ValueError for the first field of ``checks`` ({field: (ok, what it
-  must be)}) that is not ok; ``what`` names the config in the message."""
+  must be)}) that is not ok. ``what`` names the config in the message; None:
+  the fields are the experiment's flags of the same names (``--name=``)."""
   for name, (ok, valid) in checks.items():
     if not ok:
-      raise ValueError(f"Invalid {what} {name}={getattr(config, name)!r}: it "
-                       f"must be {valid}.")
+      value = getattr(config, name)
+      field = f"--{name}={value!r}" if what is None else (
+          f"{what} {name}={value!r}")
+      raise ValueError(f"Invalid {field}: it must be {valid}.")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
 import json
 import os
 import shutil
@@ -287,10 +286,7 @@ CONDITIONS = {"capacity": ["real", "randX_0.8", "randY_0.8"],
 def execute(name, *args) -> tuple[int, str, str]:
   """(exit status, stdout, stderr) of ``python experiments/<name>.py *args``,
   run in this process."""
-  out, err = io.StringIO(), io.StringIO()
-  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-    code = cli.execute(EXPERIMENTS[name], list(args))
-  return code, out.getvalue(), err.getvalue()
+  return cli.execute_captured(EXPERIMENTS[name], list(args))
 
 
 def smoke(name, workdir, *args) -> tuple[int, str, str]:

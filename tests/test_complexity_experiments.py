@@ -4,8 +4,6 @@ and every claim's criterion both ways (effect present / absent)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -43,11 +41,8 @@ DATA_CONFIG = {critical_samples: ("data",), sharpness: ("study", "data")}
 def _execute(experiment, workdir, *args) -> tuple[int, str, str]:
   """(exit status, stdout, stderr) of ``python experiments/<experiment>.py
   *args --workdir=<workdir> --noprogress``, run in this process."""
-  out, err = io.StringIO(), io.StringIO()
-  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-    code = cli.execute(experiment, [*args, f"--workdir={workdir}",
+  return cli.execute_captured(experiment, [*args, f"--workdir={workdir}",
                                     "--noprogress"])
-  return code, out.getvalue(), err.getvalue()
 
 
 def _verdicts(claims) -> list[str]:

@@ -3,9 +3,7 @@ subsets are the intended examples, lane l of a fraction's vmapped fit is the
 run of that subset alone, the smoke run writes its outputs and resumes, and
 bad flags write nothing."""
 
-import contextlib
 import dataclasses
-import io
 import json
 import os
 import shutil
@@ -22,6 +20,7 @@ from experiments import data_pruning
 from memjax import cli
 from memjax import data as data_lib
 from memjax import engine
+from memjax import memorization
 from memjax import pruning
 from memjax import studies
 from memjax import training
@@ -80,10 +79,10 @@ class SubsetTest(absltest.TestCase):
                                   subsets[2])
 
   def test_subset_size(self):
-    self.assertEqual(pruning.subset_size(0.25, 4000), 1000)
+    self.assertEqual(memorization.subset_size(0.25, 4000, "fractions"), 1000)
     for bad in (0.001, 0.9999):
       with self.assertRaisesRegex(ValueError, "--fractions"):
-        pruning.subset_size(bad, 100)
+        memorization.subset_size(bad, 100, "fractions")
 
   def test_every_lane_gets_its_groups_subset(self):
     config = tiny_config(strategies=pruning.STRATEGIES, offset=0.2)
@@ -211,10 +210,7 @@ def smoke_args(workdir, *args) -> list[str]:
 
 
 def execute(workdir, *args) -> tuple[int, str, str]:
-  out, err = io.StringIO(), io.StringIO()
-  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-    code = cli.execute(data_pruning, smoke_args(workdir, *args))
-  return code, out.getvalue(), err.getvalue()
+  return cli.execute_captured(data_pruning, smoke_args(workdir, *args))
 
 
 class ExperimentTest(parameterized.TestCase):

@@ -34,10 +34,7 @@ def smoke_args(workdir, *args) -> list[str]:
 def execute(experiment, workdir, *args) -> tuple[int, str, str]:
   """(exit status, stdout, stderr) of ``python experiments/<experiment>.py
   --smoke ...``, run in this process."""
-  out, err = io.StringIO(), io.StringIO()
-  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-    code = cli.execute(experiment, smoke_args(workdir, *args))
-  return code, out.getvalue(), err.getvalue()
+  return cli.execute_captured(experiment, smoke_args(workdir, *args))
 
 
 class ExperimentTest(parameterized.TestCase):

@@ -15,11 +15,9 @@ workdir, and a real SIGINT.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import glob
 import importlib
-import io
 import os
 import shutil
 import signal
@@ -133,10 +131,7 @@ class Completed:
 
 def _execute(experiment, args) -> Completed:
   """``python experiments/<experiment>.py *args``, in this process."""
-  out, err = io.StringIO(), io.StringIO()
-  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-    code = cli.execute(experiment, args)
-  return Completed(code, out.getvalue(), err.getvalue())
+  return Completed(*cli.execute_captured(experiment, args))
 
 
 SMOKE = ["--smoke", "--noprogress", "--conditions=true_labels"]

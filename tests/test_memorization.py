@@ -5,9 +5,7 @@ fed summaries with and without its effect, and the script end to end."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import json
 import os
 import shutil
@@ -552,10 +550,7 @@ class ExperimentTest(absltest.TestCase):
     """(exit status, stdout, stderr) of ``python
     experiments/memorization_scores.py --noprogress *args``, in this
     process."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-      code = cli.execute(experiment, ["--noprogress", *args])
-    return code, out.getvalue(), err.getvalue()
+    return cli.execute_captured(experiment, ["--noprogress", *args])
 
   def assert_published_files(self, folder, memorization_scores):
     """The condition's original-order files load with numpy, hold the

@@ -38,10 +38,7 @@ Text after the table.
 
 
 def execute(args) -> tuple[int, str, str]:
-  out, err = io.StringIO(), io.StringIO()
-  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-    code = cli.execute(report, args)
-  return code, out.getvalue(), err.getvalue()
+  return cli.execute_captured(report, args)
 
 
 def snapshot(folder: str) -> dict:
