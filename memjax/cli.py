@@ -22,6 +22,7 @@ import math
 import os
 import sys
 import threading
+import time
 from typing import Callable
 
 from absl import app
@@ -331,6 +332,13 @@ def claim_workdir(workdir: str, config, control: RunControl,
           data_bytes * (train.num_seeds if per_seed_data else 1))
   checkpointing.prepare_workdir(workdir, config_dict(config),
                                 overwrite=control.overwrite)
+  _CLAIMED[os.path.realpath(workdir)] = (time.perf_counter(),
+                                         time.process_time())
+
+
+# Wall and CPU clocks when each workdir was claimed in this process, so that
+# results.json can say what the run cost (data loading excluded).
+_CLAIMED: dict[str, tuple[float, float]] = {}
 
 
 def save_results(workdir: str, experiment: str, config, runs, summary,
@@ -338,6 +346,12 @@ def save_results(workdir: str, experiment: str, config, runs, summary,
   """Writes results.json into ``workdir`` and returns what it holds."""
   results = {"experiment": experiment, "config": config_dict(config),
              "runs": runs, "summary": summary, "claims": list(verdicts)}
+  claimed = _CLAIMED.pop(os.path.realpath(workdir), None)
+  if claimed is not None:
+    # Of this process only: a resumed run counts the part it ran itself.
+    results["timing"] = {
+        "wall_seconds": round(time.perf_counter() - claimed[0], 1),
+        "cpu_seconds": round(time.process_time() - claimed[1], 1)}
   reporting.write_results(workdir, **results)
   return results
 

@@ -92,11 +92,16 @@ def write_json(path: str, obj: Any) -> str:
 
 
 def write_results(workdir: str, experiment: str, config: dict, runs: Any,
-                  summary: dict, claims: Sequence[Claim] = ()) -> str:
+                  summary: dict, claims: Sequence[Claim] = (),
+                  timing: dict | None = None) -> str:
+  """results.json; ``timing`` (wall and CPU seconds of the process that wrote
+  it) is left out when not measured."""
   os.makedirs(workdir, exist_ok=True)
-  return write_json(os.path.join(workdir, RESULTS_FILE),
-                    {"experiment": experiment, "config": config, "runs": runs,
-                     "summary": summary, "claims": list(claims)})
+  results = {"experiment": experiment, "config": config, "runs": runs,
+             "summary": summary, "claims": list(claims)}
+  if timing is not None:
+    results["timing"] = timing
+  return write_json(os.path.join(workdir, RESULTS_FILE), results)
 
 
 def summary_frame(path: str):
