@@ -292,8 +292,8 @@ def fit(config: training.TrainConfig, data: training.TrainData, *,
   checkpoints at most every ``checkpoint_seconds`` and at the end, and resumes
   from the latest checkpoint when re-run; ``fingerprint_parts`` are the
   settings of ``epoch_fn`` and the hooks that the checkpoint also depends on.
-  A checkpointed run writes ``checkpoint_dir/metrics.jsonl`` as it goes
-  (``hooks.MetricsLog``) and keeps the state after each of ``keep_epochs``
+  A checkpointed run writes ``checkpoint_dir/metrics.jsonl`` and TensorBoard
+  scalars as it goes (``hooks.MetricsLog``, ``hooks.TensorBoardLog``) and keeps the state after each of ``keep_epochs``
   (0: the initialization; ``load_kept_state``). ``record_examples`` also
   keeps each epoch's per-example train correctness. With a
   ``jax.sharding.Mesh`` (``memjax.sharding.make_mesh``) the seeds are spread
@@ -304,6 +304,7 @@ def fit(config: training.TrainConfig, data: training.TrainData, *,
   if checkpoint_dir is not None:
     hooks.append(hooks_lib.MetricsLog(
         os.path.join(checkpoint_dir, hooks_lib.METRICS_FILE)))
+    hooks.append(hooks_lib.TensorBoardLog(checkpoint_dir))
     if keep_epochs:
       hooks.append(hooks_lib.KeepStates(checkpoint_dir, keep_epochs))
   _check_keep_epochs(keep_epochs, config, checkpoint_dir)

