@@ -53,24 +53,14 @@ For each width, all 9 (noise type, level) conditions x 3 seeds train as ONE
 vmapped run of 27 lanes, each lane with its own randomized data (real data is
 level 0, shared by both noise types).
 
-Expected (measured 2026-12-01 with the default command; the 2 cores were
-shared with about 8 other jobs: 26 min wall for 529 CPU-seconds, so about 4.5
-min on an idle 2-core CPU): best validation accuracy at h = 1,024: real 89.7%;
-randX 72.5, 56.7, 42.5, 24.2% and randY 87.5, 83.8, 77.5, 64.3% for p = 0.2,
-0.4, 0.6, 0.8. Capacity gain G from h = 32 to 1,024: real 0.023 +- 0.004 (+1.9
-points); randX 0.046, 0.050, 0.055, 0.151 +- 0.053 (+2.2 points at p = 0.8);
-randY 0.031, 0.034, 0.045, 0.159 +- 0.047 (+8.6 +- 2.5 points at p = 0.8).
-All six claims REPRODUCED: G at p = 0.8 minus real, randX 0.128 +- 0.053
-(threshold 0.106) and randY 0.135 +- 0.048 (0.095); slope of G in p, randX
-0.133 +- 0.053 (0.106) and randY 0.143 +- 0.048 (0.096); accuracy lost at
-h = 1,024, randX 65.5 +- 0.6 and randY 25.5 +- 0.6 points. The randX verdicts
-are near their thresholds: most of the rise is at p = 0.8, where G has the
-largest SE (80% of its validation inputs are noise).
-
-Before (1 seed, h = 32, 128, 512, 30 epochs, standardized inputs, randX
-validated on real digits; "size needed to come within 1 point of the best"):
-accuracy fell with noise (reproduced), the size needed did not grow with noise
-(NOT REPRODUCED).
+Result: the measured values, uncertainties and verdicts of the default command
+are in the README's results table (generated from
+runs/capacity/results.json by `python experiments/report.py
+--mode=readme`; `python experiments/report.py` writes the full report).
+The randX verdicts are near their thresholds: most of the rise is at p = 0.8,
+where G has the largest SE (80% of its validation inputs are noise). Runtime:
+about 4.5 minutes on an idle 2-core CPU (about 25 minutes when the 2 cores
+are shared with about 8 other jobs).
 
 Paper scale (GPU; not run here):
 

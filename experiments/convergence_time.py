@@ -55,28 +55,19 @@ Command:
 Each (width, size) cell trains every condition x seed as ONE vmapped run with
 per-lane data; the cell shared by both sweeps (h = 256, n = 1,000) trains once.
 
-Expected (measured 2026-12-01 with the default command; the 2 cores were
-shared with about 8 other jobs: 16.7 min wall for 469 CPU-seconds, so about 4
-min on an idle 2-core CPU). Every cell fit within the budget. Epochs (passes)
-to fit at h = 256 for n = 250, 500, 1,000, 2,000, 4,000: real 60, 62, 64, 61,
-64; randY 131, 123, 107, 110, 121; randX 44, 45, 38, 33, 29. At n = 1,000
-from h = 32 to 512: real 80 -> 59, randX 67 -> 31, randY 191 -> 92.
-Claims:
-1. Faster growth with n than real data: NOT REPRODUCED for randY (slope
-   difference -0.052 +- 0.015) and randX (-0.174 +- 0.032). Passes to fit
-   stay flat with n for real data and random labels (the SGD steps grow in
-   proportion to n) and fall for randX; at n <= 4,000 with 67 weights per
-   example the paper's steep growth for noise does not appear.
-2. More capacity fits noise sooner: REPRODUCED (slope randX -0.252 +- 0.023,
-   randY -0.258 +- 0.024).
-3. Noise slower than real data at n = 4,000: REPRODUCED for randY (121 vs 64
-   passes, +57 +- 5); NOT REPRODUCED for randX, which fits in fewer passes than
-   real data (29 vs 64).
-
-Before (1 seed, h = 512, n <= 2,000, an "epoch" of n // 128 steps that skipped
-the last partial batch): real data fit before randY in every cell and more
-capacity fit noise sooner (reproduced); epochs to fit fell with n for every
-condition (growth NOT REPRODUCED).
+Result: the measured values, uncertainties and verdicts of the default command
+are in the README's results table (generated from
+runs/convergence_time/results.json by `python experiments/report.py
+--mode=readme`; `python experiments/report.py` writes the full report).
+What does not reproduce on these data, and why:
+1. Faster growth with n than real data: NOT REPRODUCED for randY and randX.
+   Passes to fit stay flat with n for real data and random labels (the SGD
+   steps grow in proportion to n) and fall for randX; at n <= 4,000 with 67
+   weights per example the paper's steep growth for noise does not appear.
+3. Noise slower than real data at n = 4,000: NOT REPRODUCED for randX, which
+   fits in fewer passes than real data.
+Runtime: about 4 minutes on an idle 2-core CPU (about 17 minutes when the 2
+cores are shared with about 8 other jobs).
 
 Paper scale (GPU, full MNIST prepared with `tfds build mnist
 --file_format=array_record`; not run here):

@@ -44,24 +44,21 @@ is larger than 2 standard errors (the two SEs added in quadrature):
     validation accuracy (mean over seeds) peaks no later than the epoch that
     ends the jump.
 
-Expected (measured with the default command, 2026-12-01; CSR mean +- SE over
-3 seeds): every condition fits its training set (>= 99.9%). Final validation
-CSR real 0.008 +- 0.004 vs randX 0.152 +- 0.015, randY 0.135 +- 0.014,
-randY_0.6 0.102 +- 0.012 and randY_0.2 0.045 +- 0.010: higher for every noise
-condition by more than 2 SE (reproduced). The CSR rises from initialization
-only for randY (0.073 -> 0.135) and randY_0.6 (0.062 -> 0.102); it is flat for
-randX (0.148 -> 0.152) and falls for real (0.043 -> 0.008) and randY_0.2
-(0.103 -> 0.045): not reproduced for every condition. With partial label
-noise there is no CSR jump: after a fall in the first 10 epochs the CSR climbs
-gradually while the noisy labels are memorized (randY_0.6: 0.025 at epoch 10
-to 0.10 at epoch 90; validation accuracy peaks at epoch 19, randY_0.2 at
-epoch 24), but no 10-epoch rise exceeds 2 SE (largest 0.020 +- 0.013 and
-0.017 +- 0.009): not reproduced. On these /255 inputs the box of r = 0.3
-levels is small, so every CSR is low; the training CSR is near 0 once the
-training set is fit. 7 min wall on a 2-core CPU shared with other jobs (261 s
-of CPU time). Previous default (per-image standardized inputs, one global box
-of 0.0085, 2 seeds, 40 epochs): validation CSR real 0.047 vs noise
-0.145-0.385.
+Result: the measured values, uncertainties and verdicts of the default command
+are in the README's results table (generated from
+runs/critical_samples/results.json by `python experiments/report.py
+--mode=readme`; `python experiments/report.py` writes the full report).
+What does not reproduce on these data, and why:
+* "rises during training" holds only for some conditions: the validation CSR
+  rises from initialization for randY and randY_0.6, but is flat for randX
+  and falls for real and randY_0.2.
+* With partial label noise there is no CSR jump: after a fall in the first
+  epochs the CSR climbs gradually while the noisy labels are memorized, and
+  no rise between consecutive measurements exceeds 2 SE.
+On these /255 inputs the box of r = 0.3 levels is small, so every CSR is low;
+the training CSR is near 0 once the training set is fit. Runtime: about 7
+minutes on a 2-core CPU shared with other jobs (about 4.5 minutes of CPU
+time).
 
 Setup differences from the paper: 1,000 training examples of MNIST-5k (paper:
 full MNIST and CIFAR10) and an MLP 2x128 for 150 epochs (paper: larger

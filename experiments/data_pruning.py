@@ -51,24 +51,16 @@ Command:
 
   python experiments/data_pruning.py
 
-Expected (measured 2026-12-01; test accuracy, mean +- SE over 4 seeds): the
-whole training set gives 94.3% +- 0.2 on clean labels and 87.2% +- 0.5 under
-corrupt_0.2. Clean labels, half kept by EL2N: hardest 94.6% +- 0.1, random
-91.8% +- 0.4, offset 89.8% +- 0.05, easiest 84.9% +- 0.4; the hardest half
-matches the whole set and beats a random half by 2.8 +- 0.4 points (claim 3
-REPRODUCED: Paul et al.'s CIFAR-10 finding holds on 4,000 digits, against the
-small-data expectation), the hardest quarter too (92.7% vs 90.0%).
-corrupt_0.2, half kept: offset 92.1% +- 0.1 vs random 82.6% +- 0.7, +9.5 +-
-0.7 points (claim 1 REPRODUCED; 1.6% of the offset half's labels changed, 18%
-of a random half's); hardest 51.0% +- 0.9 (claim 2 REPRODUCED; 36% changed).
-The hardest quarter is 71% changed labels, each wrong by construction, and
-tests below chance (8.6%). EL2N finds the changed labels with ROC AUC 0.993
-(GraNd 0.992, forgetting 0.968 per presentation, 0.965 per clean
-evaluation). On this one-hidden-layer MLP with per-image standardized inputs
-GraNd ranks the examples as EL2N does (Spearman 0.9997 on clean labels), so
---prune_by=grand keeps nearly the same subsets. All 3 claims REPRODUCED.
-11 min 43 s while about eight other jobs shared the 2-core CPU (4 min 11 s
-of CPU time).
+Result: the measured values, uncertainties and verdicts of the default command
+are in the README's results table (generated from
+runs/data_pruning/results.json by `python experiments/report.py
+--mode=readme`; `python experiments/report.py` writes the full report).
+Under corrupt_0.2 the hardest examples are mostly changed labels, each wrong
+by construction, which is why keeping the hardest half loses against a random
+one (claim 2). On this one-hidden-layer MLP with per-image standardized inputs
+GraNd ranks the examples almost exactly as EL2N does, so --prune_by=grand
+keeps nearly the same subsets. Runtime: about 12 minutes on a 2-core CPU
+shared with about eight other jobs (about 4 minutes of CPU time).
 
 Outputs in --workdir: results.json (``memjax.reporting.summary_frame`` loads
 the summary: one row per condition, group and fraction, with test accuracy,

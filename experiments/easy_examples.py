@@ -53,26 +53,18 @@ Command:
 
   python experiments/easy_examples.py
 
-Measured (2026-12-01, this command; 248 s wall, 196 s of it training and
-compiling the three 100-seed runs, while ~6 other jobs shared the 2 CPU
-cores): after the one epoch,
-training accuracy real 74.1%, randX 22.9%, randY 17.4% (validation 71.6%,
-10.2% on fresh noise, 8.4%).
-
-* std of the rates across examples: real 0.307, randX 0.055 (difference
-  0.252 +- 0.004): REPRODUCED; randY 0.137.
-* within-class dispersion index: real 45.2 and randY 6.92 (p < 1e-300, 990
-  dof): overdispersed as the paper says, REPRODUCED both.
-* randX 1.271 (p = 1.2e-8): NOT REPRODUCED. In the Fig. 1 histogram randX's
-  rates look binomial (their spread is 13% above the binomial's), but the test
-  finds a small example-specific component beyond the stated tolerance: which
-  noise inputs the MLP fits within one epoch depends a little on the inputs.
-  With a smaller input and net (``--image_size=14 --model=mlp2x256``, not the
-  default) the same criterion gives 1.112 (p = 0.008): REPRODUCED.
-
-Earlier code (per-image standardized inputs, an epoch that dropped the last
-partial batch, criteria without uncertainty) measured std real 0.235, randX
-0.088, randY 0.196 and dispersion indexes 48.7, 2.84 and 18.1.
+Result: the measured values, uncertainties and verdicts of the default command
+are in the README's results table (generated from
+runs/easy_examples/results.json by `python experiments/report.py
+--mode=readme`; `python experiments/report.py` writes the full report). One
+claim is NOT REPRODUCED: randX's rates are not binomial within class by the
+stated criterion. In the Fig. 1 histogram they look binomial, but with 1,000
+examples the test finds a small example-specific component beyond the stated
+tolerance: which noise inputs the MLP fits within one epoch depends a little
+on the inputs. With a smaller input and net (``--image_size=14
+--model=mlp2x256``, not the default) the same criterion is met. Runtime:
+about 4 minutes on a 2-core CPU shared with other jobs (most of it training
+and compiling the three 100-seed runs).
 
 Resume: each condition's per-example correctness is saved when its run
 finishes (``<workdir>/conditions/<name>.npz``, tied to the fingerprint of its

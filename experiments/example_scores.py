@@ -49,21 +49,12 @@ Command:
 
   python experiments/example_scores.py
 
-Measured (this command; 90 s wall, 41 s CPU, while other jobs shared the 2
-CPU cores): 176 of 1,000 labels changed; ROC AUC (95% bootstrap interval)
-EL2N 0.986 [0.977, 0.993], GraNd 0.982 [0.973, 0.989], forgetting_clean_eval
-0.916 [0.894, 0.937], forgetting_presentation 0.905 [0.881, 0.927]: all four
-REPRODUCED (the first three as measured on 2026-12-01 before the
-presentation version was added; the presentation claim's criterion was in
-git before its first run). Mean forgetting events, clean vs corrupted:
-0.07 vs 0.55 between clean evaluations, 0.10 vs 0.70 between presentations
-(train-mode predictions made mid-epoch, before the step's update); never
-learned: no example at the clean evaluations, 0.08% (seed-averaged) at the
-presentations. Training accuracy
-after 30 epochs 99.9% (mean over seeds), test accuracy 80.5%.
-
-Earlier code (per-image standardized inputs, 5 seeds, AUC without interval)
-measured AUC 0.987 for EL2N, 0.987 for GraNd, 0.871 for forgetting_clean_eval.
+Result: the measured values, uncertainties and verdicts of the default command
+are in the README's results table (generated from
+runs/example_scores/results.json by `python experiments/report.py
+--mode=readme`; `python experiments/report.py` writes the full report).
+The presentation claim's criterion was in git before its first run. Runtime:
+about 1.5 minutes on a 2-core CPU shared with other jobs.
 
 Scores later. ``--keep_epochs=3,10,20`` keeps the full run's training state
 after those epochs (0: the initialization) in ``<workdir>/full/checkpoints``;

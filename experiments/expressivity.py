@@ -42,26 +42,20 @@ Command (Gaussian n = 500..4,000 in d = 784; MNIST-5k: 4,000 train / 1,000 test)
 
   python experiments/expressivity.py
 
-Expected (measured 2026-12-01): training error 0 in float64 for every case
-(all three claims REPRODUCED), with 2n+d = 8,784 weights at n = 4,000 (44,784
-for 10 one-hot outputs); condition numbers from 6.9e10 (n = 500) to 1.3e15
-(n = 4,000) on Gaussian data and 2.9e14 on MNIST-5k. The largest float64
-output error is 1.0e-3 (rounding_scale 2.7e-4), 500x below the 0.5 that
-rounding tolerates, so float64 is exact here; the same weights evaluated in
-float32 (eps 1.2e-7, 5e8 times larger) have output errors up to 3.5e5 and
-misclassify 20% (n = 500) to 94% (n = 4,000) of the points. Test error at or
-above chance (the network memorizes, it does not generalize): 99.9% (true
-labels) and 100% (random labels) with the scalar output, which extrapolates
-far outside the label range; 82.4% with one-hot outputs on random labels
-(17.6% accuracy on one random labeling; not a claim, and not tested against
-other labelings: the prediction depends on <a, x> alone, so one draw's test
-accuracy need not be binomial around chance).
-Before issue 12 the MNIST inputs were per-image standardized (condition
-number 2.8e15); the verdicts are the same.
-44 s on the 2-core CPU shared with other jobs (load average 13; 13 s of CPU
-time); 13 s on an idle one before. The dense triangular system takes 8 n^2
-bytes, so n is limited to 32,768 (on full MNIST pass e.g.
---train_size=20000).
+Result: the measured values, uncertainties and verdicts of the default command
+are in the README's results table (generated from
+runs/expressivity/results.json by `python experiments/report.py
+--mode=readme`; `python experiments/report.py` writes the full report). In
+float64 the output error stays far below the 0.5 that rounding tolerates, so
+the fit is exact; the same weights evaluated in float32 (eps 1.2e-7)
+misclassify a growing share of the points as n grows.
+The test error is at or above chance (the network memorizes, it does not
+generalize; the scalar output extrapolates far outside the label range). The
+one-hot test accuracy on random labels is not a claim and is not tested
+against other labelings: the prediction depends on <a, x> alone, so one
+draw's test accuracy need not be binomial around chance. Runtime: under a
+minute on a 2-core CPU. The dense triangular system takes 8 n^2 bytes, so n
+is limited to 32,768 (on full MNIST pass e.g. --train_size=20000).
 
 Resume: each finished case is saved to --workdir/cases/<case>.npz with the
 fingerprint of its data, labels and projection; a re-run of the same command

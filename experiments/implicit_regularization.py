@@ -65,33 +65,23 @@ Command (embedded MNIST-5k: 4,000 train / 1,000 test; SGD on 200 digits):
 
   python experiments/implicit_regularization.py
 
-Expected (measured 2026-12-01; mean +- SE over 3 seeds). SGD after 2,000
-epochs, relative distance to the lstsq minimum-norm solution: Gaussian data
-4.6e-6 +- 0.1e-6 and random features 1.8e-4 +- 1.0e-4 (REPRODUCED), raw
-pixels 0.28 +- 0.02 (NOT REPRODUCED: above 0.1, and still falling, 0.83 ->
-0.57 -> 0.40 -> 0.24 at epochs 100, 500, 1,000, 2,000 on seed 0). The
-Cholesky reference gives the same distances to 4 digits (the two solutions
-differ by at most 7.7e-14; cond(Phi) = 146 on pixels, so eps cond^2 = 5e-12):
-the solver is not what keeps raw-pixel SGD away. SGD's slowest direction
-contracts at a rate set by s_min^2 / max_i |x_i|^2 (the learning rate is
-1 / max_i |x_i|^2): 0.0023 on seed 0's /255 pixels against 0.0074 on the same
-digits per-image standardized, which is why the old default (standardized)
-measured 7.1e-2 on one seed; /255 pixels need about 3x more epochs. The
-component outside the data span stays at float32
-rounding level (at most 5.6e-6); SGD from a random init ends 0.33 +- 0.02
-away with 0.21 of its norm outside the span (the control passes, though on
-pixels partly because zero-init SGD has not converged either). RBF kernel:
-training error 0 on true and random labels; test error 2.3% on true labels
-(95% interval 1.5-3.4%; paper 1.2% on 60,000 digits); random labels 89.9% +-
-1.5% (86.8%, 91.1%, 91.7%): at chance in the mean, but its 2-SE interval
-(86.8-92.9%) is wider than the +-3-point band, so NOT REPRODUCED (undecided
-with 3 seeds), with a 4x larger norm (207 vs 52). Gabor features: 1.2% test
-error, 1.1 +- 0.39 points below raw pixels (REPRODUCED), with the larger norm
-(67.1 vs 52.3, x1.28; REPRODUCED). Before issue 12 the inputs were per-image
-standardized (1 seed): SGD distances 4.4e-6, 8.1e-6, 7.1e-2; RBF 2.0% test
-error, random labels 88.1%; Gabor 1.2% with norm 48 -> 64.
-8 min 45 s on the 2-core CPU shared with other jobs (load average 13; 2 min
-3 s of CPU time).
+Result: the measured values, uncertainties and verdicts of the default command
+are in the README's results table (generated from
+runs/implicit_regularization/results.json by `python experiments/report.py
+--mode=readme`; `python experiments/report.py` writes the full report). Two
+claims are NOT REPRODUCED on these data, for known reasons:
+* convergence on raw pixels: after 2,000 epochs SGD from zero is still above
+  the 0.1 distance and still getting closer. The Cholesky reference gives the
+  same distances, so the solver is not what keeps it away. SGD's slowest
+  direction contracts at a rate set by s_min^2 / max_i |x_i|^2 (the learning
+  rate is 1 / max_i |x_i|^2), which is smaller on /255 pixels than on the
+  same digits per-image standardized, so /255 pixels need more epochs. The
+  random-init control passes, though on pixels partly because zero-init SGD
+  has not converged either.
+* RBF random labels: at chance in the mean, but with 3 seeds the 2-SE
+  interval is wider than the +-3-point band (undecided).
+Runtime: about 9 minutes on a 2-core CPU shared with other jobs (about 2
+minutes of CPU time).
 
 Full MNIST (60,000 x 60,000 kernel: 28.8 GB in float64, 14.4 GB in float32; the
 default --max_dense_gib sends it to float32 conjugate gradients, hours on a

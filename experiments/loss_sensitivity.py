@@ -45,8 +45,9 @@ Criteria (fixed before this setup's runs, in git before the measuring run):
   reports the same margin for every condition.
 * Off-diagonal share (the paper's "more spread off-diagonal for real data"):
   mean off-diagonal over mean diagonal g_ij, real minus randX (randY) > 2 SE.
-  Earlier runs found the opposite ordering (real 0.29 vs randX 0.43, randY
-  0.79); the criterion is unchanged and reports what it measures.
+  Earlier runs found the opposite ordering (a smaller share for real data
+  than for randX and randY); the criterion is unchanged and reports what it
+  measures.
 * Exploratory (added after seeing earlier numbers, no verdict): the
   coefficient of variation of the off-diagonal entries, each row divided by
   its diagonal (a few class pairs dominating).
@@ -55,25 +56,16 @@ Command:
 
   python experiments/loss_sensitivity.py
 
-Measured (2026-12-01, this command; 212 s wall while ~6 other jobs shared the
-2 CPU cores), mean +- SE over 3 seeds:
-
-* Gini, unrolled form: real 0.570 +- 0.018 vs randX 0.251 +- 0.017, randY
-  0.214 +- 0.020, noise50 0.208 +- 0.013, nway 0.163 +- 0.006; direct form:
-  real 0.586 vs 0.195, 0.179, 0.214, 0.176. Real data highest in every
-  comparison by 13-71 SE: all 8 REPRODUCED.
-* g_ij diagonal: every row of real data's seed-mean matrix peaks on the
-  diagonal (randX: every row; randY and noise50: 9 of 10), but the narrowest
-  relative margin (row 0: 0.199 +- 0.11) is under 2 SE with 3 seeds: NOT
-  REPRODUCED.
-* Off-diagonal share: real 0.324 vs randX 0.718 and randY 0.809 (differences
-  -0.394 +- 0.044, -0.486 +- 0.008): real data has LESS off-diagonal
-  sensitivity, the opposite of the paper's reading: NOT REPRODUCED.
-* Exploratory: coefficient of variation of the off-diagonal entries real
-  0.575 vs randX 0.212, randY 0.168 (a few class pairs dominate for real data).
-
-Earlier code (criteria without uncertainty) measured Gini real 0.602, randX
-0.274, randY 0.311, noise50 0.330, nway 0.192.
+Result: the measured values, uncertainties and verdicts of the default command
+are in the README's results table (generated from
+runs/loss_sensitivity/results.json by `python experiments/report.py
+--mode=readme`; `python experiments/report.py` writes the full report). Two
+claims are NOT REPRODUCED on these data:
+* g_ij diagonal: the rows of real data's seed-mean matrix peak on the
+  diagonal, but the narrowest relative margin is under 2 SE with 3 seeds.
+* Off-diagonal share: real data has LESS off-diagonal sensitivity than randX
+  and randY, the opposite of the paper's reading.
+Runtime: about 3.5 minutes on a 2-core CPU shared with other jobs.
 
 Resume: every condition's run checkpoints (model state, running sums and
 per-epoch records) at most every ``--checkpoint_seconds`` and when it ends, in

@@ -63,47 +63,21 @@ Command (about 1,000 subset runs in all):
 
   python experiments/memorization_scores.py
 
-Expected (measured 2026-12-01 from a clean checkout of the commit that fixed
-these criteria, on a 2-core CPU shared with other jobs; load average 8-12):
-all 10 claims REPRODUCED.
+Result: the measured values, uncertainties and verdicts of the default command
+are in the README's results table (generated from
+runs/memorization_scores/results.json by `python experiments/report.py
+--mode=readme`; `python experiments/report.py` writes the full report).
+The most memorized clean-label images are ambiguous digits (a 1 that MNIST
+labels 7, an open 9), see memorized_examples.png. Runtime: about 6 minutes
+on a 2-core CPU shared with other jobs (about 3.5 minutes of CPU time).
 
-  condition        mem corrupted / clean  AUC [95% interval]     mean SE
-  different_class  0.966 / 0.197          0.986 [0.981, 0.990]   0.018
-  uniform          0.974 / 0.183          0.988 [0.984, 0.991]   0.018
-
-  2. held-out accuracy on the odd runs of the top 5% clean examples (by
-     memorization on the even runs) vs the other clean examples: 0.075 vs
-     0.839 (difference 0.765 +- 0.010) with different_class noise; 0.069 vs
-     0.856 (0.788 +- 0.009) with uniform noise.
-  3. 10-NN label agreement of the top 5% clean examples vs the others: 0.395
-     vs 0.885 (difference 0.490 +- 0.034); 0.383 vs 0.885 (0.502 +- 0.033).
-     The most memorized clean-label images are ambiguous digits (a 1 that
-     MNIST labels 7, an open 9), see memorized_examples.png.
-  4. significant pairs (p < 2.5e-8): 114 of 114 share a label (Jeffreys
-     [0.978, 1]); 113 of 115 with uniform noise ([0.945, 0.996]); random
-     pairs 0.100. Influence of the significant pairs 0.11-0.75.
-  5. distance percentile of those pairs among same-label training examples:
-     0.010 +- 0.002 and 0.024 +- 0.007 (random: 0.5): near duplicates.
-
-Not a claim (read after measuring): 15 of the different_class pairs and 14 of
-the uniform ones join a test digit to a training digit whose label was
-corrupted INTO the test digit's class (e.g. a training 8 labelled 5 near a
-test 5): with the label it was trained on, an ambiguous image helps the test
-image it resembles. The 2 uniform pairs without a shared label join a test 5
-to a training 5 whose label was corrupted (to 4 and 8). A run fits 99.7% of its subset and gets 80.4% (uniform:
-81.4%) test accuracy; the 34 uniform draws that kept the true label score
-like clean examples (mean 0.180). The whole command took 14 min 29 s (3 min
-41 s of CPU) while other jobs shared the 2 cores; the 1,000 runs took 807 s
-wall, 210 s of CPU (the old default's 1,000 runs: 131 s on the idle CPU).
-
-Re-measured with later code (this command, 2026-12-01; 5 min 44 s wall,
-3 min 22 s CPU, on the shared CPU; slightly different runs from the ones
-above, a difference that predates the original-order files, whose --smoke
-results equal those of the code before them): all 10 claims REPRODUCED; AUC 0.986 [0.981, 0.990] / 0.988 [0.984,
-0.991]; 2. 0.075 vs 0.840 (0.764 +- 0.010) and 0.066 vs 0.856 (0.791 +-
-0.009); 3. 0.395 vs 0.885 (0.490 +- 0.034) and 0.380 vs 0.885 (0.506 +-
-0.033); 4. 111 of 111 pairs share a label (Jeffreys [0.978, 1]) and 109
-of 111 ([0.944, 0.996]); 5. percentile 0.010 +- 0.002 and 0.025 +- 0.007.
+Not a claim (read after measuring): some of the significant pairs join a test
+digit to a training digit whose label was corrupted INTO the test digit's
+class (e.g. a training 8 labelled 5 near a test 5): with the label it was
+trained on, an ambiguous image helps the test image it resembles. The few
+uniform-noise pairs without a shared label join a test digit to a training
+digit of the same true class whose label was corrupted. The uniform draws that
+kept the true label score like clean examples.
 
 Full C-scores over several ratios:
 

@@ -49,15 +49,11 @@ Command:
 
   python experiments/random_labels.py
 
-Expected (measured 2026-12-01): every condition reaches 100% training accuracy
-on every seed (lowest final accuracy 99.95%, a random-label seed that kept
-training after it had fit); test accuracy 94.6% for true labels, 94.7% for
-shuffled pixels, 9.5% for random labels (95% Jeffreys interval 7.8-11.4%),
-9.6% for Gaussian inputs and 10.6% for random pixels; random labels take
-1.94x +- 0.10 (SE over seeds) the steps of their seed's true labels (1,824 vs
-947 steps on average), random pixels and Gaussian inputs 352 and 339 steps
-(0.37x, 0.36x). All 8 claims REPRODUCED. 81 s on the idle 2-core CPU (123 s
-of CPU time); the same numbers from the code before the issue-16 refactor.
+Result: the measured values, uncertainties and verdicts of the default command
+are in the README's results table (generated from
+runs/random_labels/results.json by `python experiments/report.py
+--mode=readme`; `python experiments/report.py` writes the full report).
+Runtime: about 1.5 minutes on an idle 2-core CPU.
 
 The printed note on random pixels says which case was measured: a per-image
 permutation keeps only each image's pixel histogram (on digits: how much ink a
@@ -69,11 +65,6 @@ Paper scale (GPU/TPU; CIFAR10 prepared with `tfds build cifar10
 
   python experiments/random_labels.py --dataset=cifar10 --model=alexnet \
       --data_dir=~/tensorflow_datasets --max_epochs=1000
-
-On MNIST-5k with AlexNet (H200, 2 seeds, 100 epochs, 32 s, before the epoch
-covered every example): true labels 98.2% test accuracy, random labels fit in
-4.6x the steps of true labels at 10.0% test accuracy, Gaussian inputs reached
-99.5-100% training accuracy.
 
 Outputs in --workdir: results.json (load the summary with
 ``memjax.reporting.summary_frame``; every claim with value, uncertainty,

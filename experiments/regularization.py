@@ -105,36 +105,26 @@ MNIST, up to 1,000 epochs; GPU):
 
 "Does not fit" means "not within the epoch budget" (``--max_epochs``).
 
-Expected (measured 2026-12-01 with the two default commands, jax 0.10.2, run
-at the same time on a 2-core CPU shared with other jobs, load 5-12):
+Result: the measured values, uncertainties and verdicts of the two default
+commands are in the README's results table (generated from
+runs/regularization_table1/results.json and
+runs/regularization_sweep/results.json by `python experiments/report.py
+--mode=readme`; `python experiments/report.py` writes the full report).
+Runtime: about 40 minutes each, measured with both commands running at once
+on a 2-core CPU shared with other jobs (about 10 minutes each on an idle one,
+estimated above).
 
-table1 (42.7 min wall; all 8 claims REPRODUCED): both MLPs fit random labels
-without regularizers (worst seed 99.95% for 1x512, 100% for 3x512) and with
-weight decay 5e-4 (99.98%, 100%), at ~10% test accuracy. The crop raises
-real-label test accuracy from 94.43% to 97.20% (1x512: +2.77 +- 0.38 points)
-and from 94.40% to 97.33% (3x512: +2.93 +- 0.19); the best regularized row
-(crop and weight decay) gains +2.87 +- 0.38 and +3.03 +- 0.15 points, below
-the paper's largest gain of 5.15. Weight decay alone changes test accuracy by
-less than 0.3 points. With the crop, random labels reach only 29-37% training
-accuracy in 100 epochs (still rising): "not fit within the budget".
+table1: with the crop, random labels are not fit within the 100-epoch budget
+(training accuracy still rising): "not fit within the budget".
 
-sweep (40.3 min wall): the baseline reaches 86.1 +- 0.4% training accuracy on
-random labels after 80 epochs and 89.87 +- 0.28% best validation accuracy on
-real labels. Claim 1 NOT REPRODUCED: the lowest random-label accuracy of a
-dropout setting that keeps generalization is 61.7 +- 1.0% (dropout 0.9,
-validation +0.47 +- 0.31 points), but input dropout 0.5 reaches 58.2 +- 0.8%
-while raising validation accuracy by 1.07 +- 0.30 points (value: -3.5 +- 1.3
-points; input noise 0.3 is level with dropout 0.9 at 61.1%, weight decay 0.01
-gives 67.1% at -0.20 +- 0.32 points). Weight decay 0.03 stops more
-memorization (39.8%) but costs 1.00 +- 0.31 points of validation accuracy, more
-than one SE, and 0.1 gives 13.0% at -4.5 +- 0.3 points. Claim 2 REPRODUCED:
-dropout 0.9 lowers random-label training accuracy by 24.5 +- 1.1 points
-(dropout 0.75: 11.3 +- 0.4) without lowering validation accuracy. So dropout
-does hinder memorization without hurting generalization, but on MNIST-5k it is
-not the best at it: input dropout (and, within noise, input noise) does as
-well or better. Exploratory: adversarial training in the paper's box changes
-nothing measurable at dropout 0.5 (82.6 +- 0.5% vs 82.1 +- 0.5%): 0.3 of 255
-intensity levels barely moves an input.
+sweep: claim 1 is NOT REPRODUCED on MNIST-5k. Dropout does hinder
+memorization without hurting generalization (claim 2), but it is not the best
+at it: input dropout (and, within noise, input noise) lowers random-label
+training accuracy as much or more while keeping generalization, and the
+larger weight decays that stop more memorization cost more than one SE of
+validation accuracy. Exploratory: adversarial training in the paper's box
+changes nothing measurable at dropout 0.5: 0.3 of 255 intensity levels barely
+moves an input.
 
 Outputs in --workdir (default runs/regularization_<mode>): results.json
 (summary: one entry per table row or sweep setting, with per-seed values and

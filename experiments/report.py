@@ -39,11 +39,10 @@ exit status 2, and leave every file as it was. It never deletes anything
 ``--progress`` and ``--checkpoint_seconds`` are the shared run flags; a
 report trains nothing, so they change nothing.
 
-Measured page sizes (2026-12-01): the random_labels and label_corruption
-smoke runs (18 claims, 2 figures; tests/test_report.py) give a 238 KB
-report.html; the --smoke results of all 14 experiments with their 15 figures
-(104 claims) 1.52 MB, in about 25 s on a shared 2-core CPU (mostly importing
-JAX).
+Size and runtime: report.html embeds every figure, so its size grows with
+them (a few hundred KB for the two smoke runs of tests/test_report.py, about
+1.5 MB for the --smoke results of every experiment). Runtime: under half a
+minute on a 2-core CPU, mostly importing JAX.
 """
 
 import dataclasses

@@ -66,41 +66,22 @@ Command:
 
   python experiments/score_atlas.py
 
-Measured (2026-12-01, this command; 2 min 6 s wall, 64 s of CPU, on the
-2-core CPU shared with other jobs, load average 6-8; a re-run that loads
-everything takes 32 s): 176 of 1,000 labels changed; the main run fits 99.94%
-of its training set (test accuracy 80.1%), the subset runs 99.97% of their
-subsets (each example held out by 19.2 runs on average).
+Result: the measured values, uncertainties and verdicts of the default command
+are in the README's results table (generated from
+runs/score_atlas/results.json by `python experiments/report.py
+--mode=readme`; `python experiments/report.py` writes the full report).
+Runtime: about 2 minutes on a 2-core CPU shared with other jobs (about 1
+minute of CPU time); a re-run that loads everything takes about half a
+minute.
 
-  score                    AUC [95% interval]     reliability [95% interval]
-  el2n                     0.985 [0.976, 0.992]   0.981 [0.977, 0.984]
-  grand                    0.984 [0.975, 0.991]   0.981 [0.977, 0.984]
-  forgetting_presentation  0.867 [0.844, 0.890]   0.830 [0.803, 0.856]
-  forgetting_clean_eval    0.871 [0.844, 0.895]   0.818 [0.789, 0.846]
-  memorization             0.971 [0.961, 0.980]   0.952 [0.944, 0.961]
-  c_score                  0.972 [0.963, 0.980]   0.953 [0.945, 0.962]
-  loss_sensitivity         0.963 [0.949, 0.974]   0.990 [0.989, 0.992]
-  difficulty               0.966 [0.955, 0.975]   0.928 [0.914, 0.940]
-  critical                 0.505 [0.499, 0.514]   0.731 [0.578, 1.000]
-
-Spearman rho of the keep scores: EL2N-GraNd 0.996, memorization-C-score
-0.9996, the two forgetting versions 0.848; every other pair of the first eight
-scores 0.65-0.86 (EL2N with forgetting 0.78-0.79, with memorization 0.84,
-with loss sensitivity 0.84, with difficulty 0.82); critical 0.04-0.09 with
-every score. Claims: 1 REPRODUCED (margin 0.211 [0.189, 0.230], 0.278 on
-each seed half); 2 REPRODUCED for 8 of 9 scores, NOT REPRODUCED for
-critical; 3 REPRODUCED; 4 REPRODUCED (0.848 [0.824, 0.869], halves 0.773 and
-0.763).
-
-Read after measuring (not claims): at the paper's LASS box (r = 0.3 intensity
-levels) a training example the model has fit is almost never critical: 3 of
-the 1,000 examples were flagged by any seed (5 flags in 8,000), 2 of them
-corrupted, so the flag ranks almost nothing (99.7% of the examples tie; its
-reliability rests on those 3 examples). Memorization and C-score are the
-same ranking here, because the subset runs fit their subsets (mem = 1 -
-C-score when P(correct | in) = 1). EL2N and GraNd agree almost perfectly on
-this MLP early in training. The mean Jeffreys standard error of a single
-example's memorization is 0.057 and of its C-score 0.054 (64 runs).
+Claim 2 is NOT REPRODUCED for the critical-sample flag. Read after measuring
+(not claims): at the paper's LASS box (r = 0.3 intensity levels) a training
+example the model has fit is almost never critical, so the flag ranks almost
+nothing (nearly every example ties, and its reliability rests on the few
+flagged ones). Memorization and C-score are the same ranking here, because
+the subset runs fit their subsets (mem = 1 - C-score when
+P(correct | in) = 1). EL2N and GraNd agree almost perfectly on this MLP early
+in training.
 
 Resume: the main run and the sensitivity run checkpoint under
 ``<workdir>/main/checkpoints`` and ``<workdir>/sensitivity/checkpoints``; their

@@ -34,20 +34,17 @@ standard errors (SE over seeds of each condition, added in quadrature), and
 every seed of both conditions reached the target loss. A precondition claim
 checks that every seed of every condition reached the target.
 
-Expected (measured with the default command, 2026-12-01; mean +- SE over 3
-seeds): every seed reaches the target loss 0.01 (real at epochs 246-250, randX
-237-238, randY 808-810). At matched loss the largest Hessian eigenvalue is
-real 1.17 +- 0.02 vs randY 1.36 +- 0.02 (randY sharper by 0.19 +- 0.03:
-reproduced) and randX 0.30 +- 0.001 (flatter than real: not reproduced);
-epsilon-sharpness real 7.6 +- 0.4 vs randY 65.7 +- 3.1 (reproduced) and randX
-7.0 +- 0.2 (not reproduced). At the first 100% fit (exploratory) the losses
-differ 4-11x (real 0.037, randY 0.146, randX 0.405) and both noise conditions
-look sharper: eigenvalue real 2.84 +- 0.09, randX 3.86 +- 0.05, randY 8.33 +-
-0.13. So randX's sharper first-fit minimum goes with its higher loss; at the
-same loss memorized Gaussian inputs sit in a flatter minimum than real data.
-5.6 min wall on a 2-core CPU shared with other jobs (176 s of CPU time).
-Previous default (standardized inputs, MLP 2x128, compared at the epoch every
-seed first fit): real 11.1 vs randY 38.8, randX 2.5.
+Result: the measured values, uncertainties and verdicts of the default command
+are in the README's results table (generated from
+runs/sharpness/results.json by `python experiments/report.py
+--mode=readme`; `python experiments/report.py` writes the full report).
+The randX claims are NOT REPRODUCED: at matched loss memorized Gaussian
+inputs sit in a flatter minimum than real data, by both measures (randY is
+sharper than real, as claimed). At the first 100% fit (exploratory) the
+conditions sit at very different losses and both noise conditions look
+sharper, so randX's sharper first-fit minimum goes with its higher loss.
+Runtime: about 6 minutes on a 2-core CPU shared with other jobs (about 3
+minutes of CPU time).
 
 Setup differences from the paper: 1,000 training examples of MNIST-5k and an
 MLP 1x512 (the workshop paper does not state its data size or network). With
