@@ -98,7 +98,8 @@ def define_flags() -> None:
   """This experiment's flags, defined when it runs (not on import, so that
   tests can import ``claims`` of several experiments into one process)."""
   cli.define_data_flags(standardize=True)
-  cli.define_train_flags(model=",".join(MODELS), seeds=3, max_epochs=400)
+  cli.define_train_flags(model=",".join(MODELS), seeds=3, max_epochs=400,
+                         eval_every=True)
   flags.FLAGS["model"].help = (
       "Comma-separated models, each run over every level with its own "
       "claims: mlp<depth>x<width> (e.g. mlp1x512, mlp1x64), alexnet, "
@@ -290,9 +291,9 @@ def setup_details(config: studies.StudyConfig, dataset, models,
                  f"{train.max_epochs} epochs (each visits every example once)"),
       "levels": ", ".join(f"{p:g}" for p in levels),
       "noise": noise,
-      "measured at": ("steps to fit: end of the first epoch with 100% clean "
-                      "training accuracy; test error: end of training (when "
-                      "every seed has fit)"),
+      "measured at": (reporting.steps_to_fit_text(train.eval_every)
+                      + "; test error: end of training (when every seed has "
+                      "fit)"),
       "differs from paper": "; ".join(differs) or "no",
   }
 

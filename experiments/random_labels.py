@@ -95,7 +95,7 @@ def define_flags() -> None:
   """This experiment's flags, defined when it runs (not on import, so that
   tests can import ``claims`` of several experiments into one process)."""
   cli.define_data_flags(standardize=True)
-  cli.define_train_flags(seeds=5, max_epochs=300)
+  cli.define_train_flags(seeds=5, max_epochs=300, eval_every=True)
   cli.define_run_flags("runs/random_labels")
   cli.define_randomization_flags()
   flags.DEFINE_list("conditions", list(CONDITIONS),
@@ -242,9 +242,9 @@ def setup_details(config, dataset) -> dict:
                 f"batch {train.batch_size}, at most {train.max_epochs} epochs "
                 "(each visits every example once)"),
       "noise": noise,
-      "measured at": ("steps to fit: end of the first epoch with 100% clean "
-                      "training accuracy; test accuracy: end of training "
-                      "(when every seed has fit)"),
+      "measured at": (reporting.steps_to_fit_text(train.eval_every)
+                      + "; test accuracy: end of training (when every seed "
+                      "has fit)"),
       "differs from paper": "; ".join(differs) or "no",
   }
 

@@ -112,11 +112,13 @@ def define_data_flags(dataset: str = "mnist5k", *, standardize: bool) -> None:
 
 def define_train_flags(model: str | None = "mlp1x512", seeds: int = 3,
                        max_epochs: int = 100, batch_size: int = 128, *,
-                       seed_chunk: bool = True,
-                       shard_seeds: bool = True) -> None:
+                       seed_chunk: bool = True, shard_seeds: bool = True,
+                       eval_every: bool = False) -> None:
   """The training flags; ``seed_chunk``/``shard_seeds`` add the execution flags
   of experiments whose training goes through ``Trainer.train_epoch`` and
-  ``engine.fit`` (an experiment without them rejects them as unknown).
+  ``engine.fit`` (an experiment without them rejects them as unknown);
+  ``eval_every`` adds --eval_every, for experiments whose claims need the
+  clean evaluation only to decide when a seed has fit and at the end.
   ``model=None``: no --model flag, for experiments that choose the models
   themselves (a --model they ignored would mislead)."""
   if model is not None:
@@ -141,6 +143,12 @@ def define_train_flags(model: str | None = "mlp1x512", seeds: int = 3,
                "Vmap the seeds in chunks of this many, one chunk after another "
                "in the same compiled program (faster on a CPU, e.g. 8); "
                "default: all seeds in one vmap.", low=1)
+  if eval_every:
+    define_int("eval_every", 1,
+               "Evaluate on the clean training and test sets after every "
+               "this many epochs (and the last) instead of every epoch: "
+               "faster, but steps to fit are then rounded up to multiples of "
+               "this many epochs.", low=1)
   if shard_seeds:
     flags.DEFINE_bool("shard_seeds", False,
                       "Spread the seeds over every device JAX sees (a 'seeds' "
@@ -258,7 +266,8 @@ def train_config(values, **overrides) -> training.TrainConfig:
                 max_epochs=values.max_epochs, batch_size=values.batch_size,
                 learning_rate=values.learning_rate, lr_decay=values.lr_decay,
                 momentum=values.momentum,
-                seed_chunk=values.seed_chunk if "seed_chunk" in values else None)
+                seed_chunk=values.seed_chunk if "seed_chunk" in values else None,
+                eval_every=values.eval_every if "eval_every" in values else 1)
   if "model" in values:
     kwargs["model"] = values.model
   kwargs.update(overrides)

@@ -235,18 +235,24 @@ def _evaluate(run: _Run, state, epoch: int):
   return train_loss, train_correct, test_loss, test_correct
 
 
+def _evaluates(config: training.TrainConfig, epoch: int) -> bool:
+  """Whether the epoch after ``epoch`` epochs ends with a clean evaluation."""
+  return (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.max_epochs
+
+
 def _history_row(run: _Run, epoch: int, losses, train_loss, train_correct,
                  test_loss, test_correct) -> dict:
   """Epoch ``epoch``'s history row (key -> (S,)); the training-set means are
-  over each seed's own training subset."""
+  over each seed's own training subset; NaN where not evaluated."""
   subset_mean = lambda v: (v * run.in_subset).sum(1) / run.in_subset.sum(1)
   missing = np.full(run.config.num_seeds, np.nan, np.float32)
+  mean = lambda v, reduce: missing if v is None else reduce(v)
   return {"step": (epoch + 1) * run.steps,
           "batch_loss": losses.mean(1),
-          "train_loss": subset_mean(train_loss),
-          "train_acc": subset_mean(train_correct),
-          "test_loss": missing if test_loss is None else test_loss.mean(1),
-          "test_acc": missing if test_correct is None else test_correct.mean(1)}
+          "train_loss": mean(train_loss, subset_mean),
+          "train_acc": mean(train_correct, subset_mean),
+          "test_loss": mean(test_loss, lambda v: v.mean(1)),
+          "test_acc": mean(test_correct, lambda v: v.mean(1))}
 
 
 def _record(carry: dict, epoch: int, row: dict, train_correct,
@@ -282,10 +288,11 @@ def fit(config: training.TrainConfig, data: training.TrainData, *,
         fingerprint_parts: Sequence = (), mesh=None) -> FitResult:
   """Trains ``config.num_seeds`` seeds at once until all fit or max_epochs.
 
-  After every epoch a clean eval-mode pass over the training set (each seed's
-  training subset) and the test set (skipped when ``data.x_test`` is None)
-  records loss and accuracy, and each of ``hooks`` (``memjax.hooks``) sees
-  the epoch. ``epoch_fn`` replaces the training epoch (``EpochFn``), e.g. to
+  After every epoch (every ``config.eval_every``-th and the last; the other
+  rows hold NaN and their hook events None) a clean eval-mode pass over the
+  training set (each seed's training subset) and the test set (skipped when
+  ``data.x_test`` is None) records loss and accuracy, and each of ``hooks``
+  (``memjax.hooks``) sees the epoch. ``epoch_fn`` replaces the training epoch (``EpochFn``), e.g. to
   record per-step quantities as its extras.
 
   With ``checkpoint_dir`` the run (state, history, the hooks' carries)
@@ -293,7 +300,8 @@ def fit(config: training.TrainConfig, data: training.TrainData, *,
   from the latest checkpoint when re-run; ``fingerprint_parts`` are the
   settings of ``epoch_fn`` and the hooks that the checkpoint also depends on.
   A checkpointed run writes ``checkpoint_dir/metrics.jsonl`` and TensorBoard
-  scalars as it goes (``hooks.MetricsLog``, ``hooks.TensorBoardLog``) and keeps the state after each of ``keep_epochs``
+  scalars as it goes (``hooks.MetricsLog``, ``hooks.TensorBoardLog``) and
+  keeps the state after each of ``keep_epochs``
   (0: the initialization; ``load_kept_state``). ``record_examples`` also
   keeps each epoch's per-example train correctness. With a
   ``jax.sharding.Mesh`` (``memjax.sharding.make_mesh``) the seeds are spread
@@ -308,6 +316,10 @@ def fit(config: training.TrainConfig, data: training.TrainData, *,
     if keep_epochs:
       hooks.append(hooks_lib.KeepStates(checkpoint_dir, keep_epochs))
   _check_keep_epochs(keep_epochs, config, checkpoint_dir)
+  if record_examples and config.eval_every != 1:
+    raise ValueError("recording per-example correctness needs a clean "
+                     f"evaluation every epoch; got eval_every="
+                     f"{config.eval_every}.")
   run = _prepare(config, data, mesh, tuple(fingerprint_parts),
                  checkpointed=checkpoint_dir is not None)
   carry = _initial_carry(run, record_examples, hooks)
@@ -336,7 +348,8 @@ def fit(config: training.TrainConfig, data: training.TrainData, *,
   last_save = time.monotonic()
   while not done():
     state, losses, extras = _run_epoch(run, epoch_fn, state, epoch)
-    evaluation = _evaluate(run, state, epoch)
+    evaluation = (_evaluate(run, state, epoch) if _evaluates(config, epoch)
+                  else (None,) * 4)
     row = _history_row(run, epoch, losses, *evaluation)
     row = _record(carry, epoch, row, evaluation[1], config.fit_threshold)
     epoch += 1

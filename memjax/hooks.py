@@ -87,9 +87,11 @@ class EpochEnd:
   state: training.TrainState  # after this epoch (device arrays)
   losses: np.ndarray  # (S, steps) per-step training losses of the epoch
   extras: Any  # the epoch function's extra outputs (numpy); None by default
-  train_loss: np.ndarray  # (S, n) clean eval-mode loss per training example
-  train_correct: np.ndarray  # (S, n) bool
-  test_loss: np.ndarray | None  # (S, n_test); None without a test set
+  # The clean evaluation; all four None after an epoch without one
+  # (TrainConfig.eval_every), the test pair also without a test set.
+  train_loss: np.ndarray | None  # (S, n) eval-mode loss per training example
+  train_correct: np.ndarray | None  # (S, n) bool
+  test_loss: np.ndarray | None  # (S, n_test)
   test_correct: np.ndarray | None
   row: dict  # the history row: key (engine.HISTORY_KEYS) -> (S,)
   fingerprint: str | None

@@ -110,6 +110,16 @@ def summary_frame(path: str):
     return pd.DataFrame.from_dict(json.load(f)["summary"], orient="index")
 
 
+def steps_to_fit_text(eval_every: int) -> str:
+  """How steps to fit are measured, for a setup header."""
+  text = "steps to fit: end of the first epoch with 100% clean training accuracy"
+  if eval_every != 1:
+    text += (f" among the evaluated epochs (every {eval_every}th and the last; "
+             f"--eval_every={eval_every}: rounded up to a multiple of "
+             f"{eval_every} epochs)")
+  return text
+
+
 def format_setup(data_config, dataset, **details) -> str:
   """The printed header of an experiment: data, preprocessing and input scale,
   then ``details`` (model, noise definition, measurement point, and where the

@@ -63,6 +63,9 @@ class TrainConfig:
   num_seeds: int = 1
   fit_threshold: float = 1.0  # a seed has fit when clean train acc >= this
   stop_when_fit: bool = True
+  # Clean evaluation after every eval_every-th epoch and the last; a seed's
+  # fit is then noticed only at those epochs (steps to fit in multiples).
+  eval_every: int = 1
   eval_batch_size: int = 1000
   # None: every seed in one vmap (best on accelerators and with a mesh). On a
   # CPU, vmapping seeds in chunks of a few (lax.map over chunks) keeps each
@@ -94,6 +97,7 @@ class TrainConfig:
         "lr_decay": (finite(self.lr_decay) and 0 < self.lr_decay <= 1,
                      "in (0, 1]"),
         "decay_examples": (self.decay_examples >= 1, ">= 1"),
+        "eval_every": (self.eval_every >= 1, ">= 1"),
         "eval_batch_size": (self.eval_batch_size >= 1, ">= 1"),
         "fit_threshold": (finite(self.fit_threshold)
                           and 0 < self.fit_threshold <= 1, "in (0, 1]"),
@@ -113,7 +117,7 @@ class TrainConfig:
       "evaluation": ("eval_batch_size",),
       "execution": ("seed_chunk",),
       "run": ("seed", "num_seeds", "max_epochs", "fit_threshold",
-              "stop_when_fit"),
+              "stop_when_fit", "eval_every"),
   }
   COMPILED = ("model", "optimizer", "regularization", "evaluation",
               "execution")

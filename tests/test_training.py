@@ -206,9 +206,41 @@ class RobustnessTest(absltest.TestCase):
                 dict(momentum=nan), dict(lr_decay=0.0), dict(lr_decay=nan),
                 dict(lr_decay=-1.0), dict(learning_rate=inf),
                 dict(learning_rate=nan), dict(seed=99999999999),
-                dict(seed=-1)):
+                dict(seed=-1), dict(eval_every=0)):
       with self.assertRaises(ValueError, msg=str(bad)):
         config(**bad)
+
+
+class EvalScheduleTest(absltest.TestCase):
+
+  def test_eval_every_evaluates_on_schedule_and_trains_the_same(self):
+    every = engine.fit(config(max_epochs=7), digits())
+    sparse = engine.fit(config(max_epochs=7, eval_every=3), digits())
+    chex.assert_trees_all_equal(sparse.state, every.state)
+    np.testing.assert_array_equal(sparse.history["batch_loss"],
+                                  every.history["batch_loss"])
+    evaluated = np.array([2, 5, 6])  # after epochs 3, 6 and the last, 7
+    for key in ("train_loss", "train_acc", "test_loss", "test_acc"):
+      np.testing.assert_array_equal(sparse.history[key][evaluated],
+                                    every.history[key][evaluated])
+      skipped = np.delete(sparse.history[key], evaluated, axis=0)
+      self.assertTrue(np.isnan(skipped).all(), key)
+
+  def test_fit_is_noticed_at_the_next_evaluation(self):
+    cfg = config(max_epochs=40, stop_when_fit=True, num_seeds=2)
+    every = engine.fit(cfg, digits(64, 32))
+    self.assertTrue(every.all_fit())
+    sparse = engine.fit(training.TrainConfig(**{**cfg.__dict__,
+                                                "eval_every": 4}),
+                        digits(64, 32))
+    steps = every.steps_per_epoch
+    want = np.ceil(every.fit_step / steps / 4) * 4 * steps
+    np.testing.assert_array_equal(sparse.fit_step, want)
+    self.assertEqual(sparse.epochs, int(want.max() // steps))
+
+  def test_recording_examples_needs_every_epoch(self):
+    with self.assertRaisesRegex(ValueError, "eval_every=2"):
+      engine.fit(config(eval_every=2), digits(), record_examples=True)
 
 
 class Recorder(hooks.Hook):
