@@ -16,9 +16,10 @@ Nets (``--nets``):
 
   mlp1x512_mnist5k  MLP 1x512 on the 4,000 MNIST-5k training digits, one
                     epoch (32 steps, the last one partial), as
-                    ``Trainer.train_epoch`` and, separately, as
-                    ``engine.fit`` for one epoch, which adds its clean
-                    evaluation of the training and test sets.
+                    ``Trainer.train_epoch`` and, separately, as a
+                    10-epoch ``engine.fit`` (per epoch), which adds a clean
+                    evaluation of the training and test sets after every
+                    epoch, or with ``eval_every=10`` only after the last.
   mlp1x512_cifar    MLP 1x512 on 4,000 synthetic 28x28x3 images.
   alexnet, arpit_cnn, inception, inception_nobn
                     memjax's conv models on ``--conv_examples`` synthetic
@@ -66,6 +67,7 @@ except ImportError:  # benchmark-only dependency
 NETS = ("mlp1x512_mnist5k", "mlp1x512_cifar", "alexnet", "arpit_cnn",
         "inception", "inception_nobn")
 BATCH_SIZE = 128
+FIT_EPOCHS = 10
 
 flags.DEFINE_list("nets", list(NETS), f"Subset of {', '.join(NETS)}.")
 flags.DEFINE_integer("rounds", 5, "Alternating timed rounds per net.",
@@ -124,13 +126,17 @@ class MemjaxSide:
 
 
 class MemjaxFitSide:
-  """``engine.fit`` for one epoch (training plus its clean evaluation)."""
+  """``engine.fit`` for ``FIT_EPOCHS`` epochs, each followed by its clean
+  evaluation of the training and test sets, or (``eval_every``) only every
+  that many epochs and the last; one round is the whole fit, counted as
+  ``FIT_EPOCHS`` epochs."""
 
-  def __init__(self, net: str, x, y, x_test, y_test):
-    self.config = training.TrainConfig(model=model_name(net),
-                                       batch_size=BATCH_SIZE, max_epochs=1,
-                                       stop_when_fit=False)
+  def __init__(self, net: str, x, y, x_test, y_test, eval_every: int = 1):
+    self.config = training.TrainConfig(
+        model=model_name(net), batch_size=BATCH_SIZE, max_epochs=FIT_EPOCHS,
+        stop_when_fit=False, eval_every=eval_every)
     self.data = training.TrainData(x, y, x_test, y_test, 10)
+    self.examples = FIT_EPOCHS * x.shape[0]
 
   def run_epoch(self) -> None:
     engine.fit(self.config, self.data)
@@ -238,6 +244,8 @@ def sides(net: str, size: dict) -> dict:
   out = {"memjax": MemjaxSide(net, x, y)}
   if net == "mlp1x512_mnist5k":
     out["memjax fit"] = MemjaxFitSide(net, x, y, x_test, y_test)
+    out[f"memjax fit eval_every={FIT_EPOCHS}"] = MemjaxFitSide(
+        net, x, y, x_test, y_test, eval_every=FIT_EPOCHS)
   if torch is not None:
     out["pytorch"] = TorchSide(net, x, y)
     if not net.startswith("mlp"):
@@ -254,7 +262,7 @@ def timed(side) -> float:
 def compare(net: str, size: dict) -> dict:
   """Warm-up, then ``rounds`` alternating timed epochs; examples/s per side."""
   columns = sides(net, size)
-  examples = next(iter(columns.values())).x.shape[0]
+  examples = columns["memjax"].x.shape[0]
   for side in columns.values():
     side.run_epoch()  # compilation, allocation, first-call set-up
   seconds = {name: [] for name in columns}
@@ -265,15 +273,16 @@ def compare(net: str, size: dict) -> dict:
   row = {"net": net, "examples_per_epoch": examples, "batch_size": BATCH_SIZE,
          "rounds": size["rounds"], "sides": {}}
   for name, times in seconds.items():
-    rates = [examples / t for t in times]
+    rates = [getattr(columns[name], "examples", examples) / t
+             for t in times]
     row["sides"][name] = {"median_examples_per_s": statistics.median(rates),
                           "min_examples_per_s": min(rates),
                           "examples_per_s": rates}
   if torch is not None:
     torch_best = max(row["sides"][name]["median_examples_per_s"]
                      for name in row["sides"] if name.startswith("pytorch"))
-    for name in ("memjax", "memjax fit"):
-      if name in row["sides"]:
+    for name in row["sides"]:
+      if name.startswith("memjax"):
         row["sides"][name]["vs_best_pytorch"] = (
             row["sides"][name]["median_examples_per_s"] / torch_best)
   return row
@@ -297,7 +306,7 @@ def format_row(row: dict) -> list[str]:
   for name, side in row["sides"].items():
     ratio = (f"  {side['vs_best_pytorch']:.2f}x best PyTorch"
              if "vs_best_pytorch" in side else "")
-    lines.append(f"  {name:<22} median {side['median_examples_per_s']:>10,.0f}"
+    lines.append(f"  {name:<26} median {side['median_examples_per_s']:>10,.0f}"
                  f"  min {side['min_examples_per_s']:>10,.0f} ex/s{ratio}")
   return lines
 

@@ -67,9 +67,10 @@ class TrainConfig:
   # fit is then noticed only at those epochs (steps to fit in multiples).
   eval_every: int = 1
   eval_batch_size: int = 1000
-  # None: every seed in one vmap (best on accelerators and with a mesh). On a
-  # CPU, vmapping seeds in chunks of a few (lax.map over chunks) keeps each
-  # chunk's minibatches in cache and is faster (benchmarks/RESULTS.md).
+  # None: every seed in one vmap (best on accelerators and with a mesh).
+  # Chunks (lax.map over chunks of vmapped seeds) hold fewer seeds' activations
+  # at once; on a CPU they are faster only for tiny models, and no chunk size
+  # wins for every model (benchmarks/RESULTS.md, 2026-12-01).
   seed_chunk: int | None = None
   # Input perturbations and hidden noise; applied to training batches only.
   regularization: regularizers.Regularization = regularizers.Regularization()
