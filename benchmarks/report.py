@@ -88,6 +88,9 @@ flags.DEFINE_list("training_runs",
 flags.DEFINE_list("seed_chunks", ["4", "8", "16"],
                   "seed_vmap also times the seeds vmapped in chunks of each "
                   "of these sizes (TrainConfig.seed_chunk); empty: none.")
+flags.register_validator(
+    "seed_chunks", lambda v: all(c.isdigit() and int(c) >= 1 for c in v),
+    "--seed_chunks: a comma-separated list of integers >= 1.")
 flags.DEFINE_integer("repeats", 3, "Timed calls per measurement (best kept).")
 flags.DEFINE_string("output", None, "Also write the JSON report here.")
 flags.DEFINE_bool("distributed", False,

@@ -50,6 +50,8 @@ BAD_INPUT = {
         (["--seed=99999999999"], "--seed must be in [0, 2147483647]"),
         (["--seeds=nan"], "--seeds=nan"),
         (["--seeds=0"], "--seeds must be >= 1"),
+        (["--eval_every=0"], "--eval_every must be >= 1"),
+        (["--eval_every=x"], "--eval_every=x"),
         (["--no_such_flag=1"], "no_such_flag"),
         (["--smoke", "leftover"], "unexpected arguments ['leftover']"),
         (["--conditions=true_labels,shuffled"], "shuffled"),
