@@ -41,7 +41,7 @@ Setup (printed as the run's header):
 * Differs from the paper: 4,000 training digits instead of 60,000 (the full
   MNIST runs with --dataset=mnist, below).
 
-Criteria (memjax.kernels.claims, fixed before measuring; "SE" is the
+Criteria (memjax.kernel_study.claims, fixed before measuring; "SE" is the
 standard error over --seeds (3) seeds, and with one seed the seed-dependent
 claims are undecided, i.e. NOT REPRODUCED):
 * span: SGD from zero keeps its component outside the data span below 1e-3 of
@@ -117,6 +117,7 @@ from memjax import checkpointing
 from memjax import cli
 from memjax import data as data_lib
 from memjax import expressivity
+from memjax import kernel_study
 from memjax import kernels
 from memjax import keys
 from memjax import reporting
@@ -157,8 +158,8 @@ def define_flags() -> None:
 
 SMOKE = dict(sgd_train_size=32, sgd_epochs=20, rff_features=100, seeds=2)
 
-ZERO_INIT_SGD = kernels.ZERO_INIT_SGD
-RANDOM_INIT_SGD = kernels.RANDOM_INIT_SGD
+ZERO_INIT_SGD = kernel_study.ZERO_INIT_SGD
+RANDOM_INIT_SGD = kernel_study.RANDOM_INIT_SGD
 # Summary fields that carry a standard error and a maximum over seeds.
 SEED_FIELDS = ("train_error", "test_error", "solution_norm",
                "sgd_vs_minnorm_distance", "sgd_vs_minnorm_distance_cholesky",
@@ -418,7 +419,7 @@ def run(config: Config, workdir: str,
                 "linear_true_labels": (linear_config, lambda x: x)}
   if config.gabor:
     true_cases["gabor_rbf_true_labels"] = (kernel_config,
-                                           kernels.gabor_features)
+                                           kernel_study.gabor_features)
   test_wrong = {}
   for name, (solve, transform) in true_cases.items():
     row, arrays = checkpointing.cached_case(
@@ -444,7 +445,7 @@ def run(config: Config, workdir: str,
       "sgd_vs_minnorm_distance_cholesky", "minnorm_solver_gap",
       "feature_condition_number", "out_of_span", "relative_residual", "solver",
       "seconds"]))
-  verdicts = kernels.claims(summary, k)
+  verdicts = kernel_study.claims(summary, k)
   print(reporting.format_claims(verdicts))
   if summary["linear_true_labels"]["d"] < n:
     print(f"Note: the linear kernel has rank <= d = {d} < n = {n}, so it cannot "

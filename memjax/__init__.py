@@ -21,8 +21,9 @@ only modules listed before it; tests/test_structure.py checks it):
   ``sharpness``: EL2N/GraNd/forgetting, forgetting per presentation, loss
   sensitivity, memorization/influence/C-scores, Hessian sharpness.
 * ``expressivity``, ``kernels``: Theorem 1's network and minimum-norm solutions.
-* ``studies``, ``regularization_study``, ``regularization_sweep``, ``pruning``,
-  ``atlas``: the studies behind the experiments.
+* ``studies``, ``kernel_study``, ``regularization_study``,
+  ``regularization_sweep``, ``pruning``, ``atlas``: the studies behind the
+  experiments.
 * ``reporting``, ``report_pages``, ``published``, ``score_files``,
   ``memorization_analysis``: results files, tables, figures, published score
   formats, the reproduction report; ``cli``: flags -> frozen configs, and the

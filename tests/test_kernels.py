@@ -1,5 +1,6 @@
-"""Tests of minimum-norm solutions and kernel interpolation (memjax.kernels)
-and of experiments/implicit_regularization.py, run in this process."""
+"""Tests of minimum-norm solutions and kernel interpolation (memjax.kernels),
+of the study's Gabor features and claims (memjax.kernel_study) and of
+experiments/implicit_regularization.py, run in this process."""
 
 import contextlib
 import fractions
@@ -15,6 +16,7 @@ from absl.testing import absltest
 
 from experiments import implicit_regularization as experiment
 from memjax import cli
+from memjax import kernel_study
 from memjax import kernels
 
 
@@ -231,17 +233,17 @@ class KernelInterpolationTest(absltest.TestCase):
                      "cholesky")
 
   def test_gabor_features(self):
-    bank = kernels.gabor_bank(size=5, orientations=2, wavelengths=(3.0,))
+    bank = kernel_study.gabor_bank(size=5, orientations=2, wavelengths=(3.0,))
     chex.assert_shape(bank, (5, 5, 1, 4))
     images = np.random.default_rng(0).normal(size=(3, 8, 8, 1))
-    features = kernels.gabor_features(images, bank, pool=2, batch_size=2)
+    features = kernel_study.gabor_features(images, bank, pool=2, batch_size=2)
     chex.assert_shape(features, (3, 4 * 4 * 2))
     np.testing.assert_allclose(features.mean(1), 0.0, atol=1e-5)
     # Zero-mean filters: a constant image has no Gabor energy.
-    flat = kernels.gabor_features(np.ones((1, 8, 8, 1)), bank)
+    flat = kernel_study.gabor_features(np.ones((1, 8, 8, 1)), bank)
     self.assertTrue(np.all(np.isfinite(flat)))
     with self.assertRaisesRegex(ValueError, r"\(n, H, W, 1\)"):
-      kernels.gabor_features(np.zeros((2, 8, 8, 3)))
+      kernel_study.gabor_features(np.zeros((2, 8, 8, 3)))
 
 
 def sgd_row(distance, se, out_of_span=1e-7, gap=1e-14):
@@ -275,7 +277,7 @@ def reproduced_summary():
 
 
 def verdicts(summary):
-  return {c.claim: c for c in kernels.claims(summary, num_classes=10)}
+  return {c.claim: c for c in kernel_study.claims(summary, num_classes=10)}
 
 
 def verdict_of(summary, words):
