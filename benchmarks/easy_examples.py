@@ -68,7 +68,8 @@ def study_vmapped(trainer, keys, x, y, train_index):
 def study_sequential(trainer, keys, x, y, train_index):
   out = []
   for i in range(keys.shape[0]):
-    out.append(study_vmapped(trainer, keys[i:i + 1], x, y, train_index[i:i + 1]))
+    out.append(study_vmapped(trainer, keys[i:i + 1], x, y,
+                             train_index[i:i + 1]))
   return jnp.concatenate(out)
 
 
@@ -88,20 +89,22 @@ def main(argv):
                                 seed_chunk=FLAGS.seed_chunk)
   seed_keys = keys.seed_keys(config.seed, config.num_seeds)
   n = x.shape[0]
-  train_index = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (FLAGS.seeds, n))
+  train_index = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32),
+                                 (FLAGS.seeds, n))
   # One Trainer for both: a one-seed call takes the plain-vmap path and
   # compiles for its own shapes on the first sequential call.
   trainer = training.Trainer(config, dataset.input_shape, dataset.num_classes)
   chunks = (f", vmapped in chunks of {FLAGS.seed_chunk}" if FLAGS.seed_chunk
             else "")
   print(f"{FLAGS.seeds} seeds x 1 epoch of {FLAGS.model} on {n} examples "
-        f"(batch {FLAGS.batch_size}), {jax.device_count()} {jax.default_backend()} "
-        f"device(s){chunks}")
+        f"(batch {FLAGS.batch_size}), {jax.device_count()} "
+        f"{jax.default_backend()} device(s){chunks}")
   results, times = {}, {}
   for name, fn in (("vmapped", study_vmapped),
                    ("sequential", study_sequential)):
     for run in ("cold", "warm"):
-      results[name], wall, cpu = timed(fn, trainer, seed_keys, x, y, train_index)
+      results[name], wall, cpu = timed(fn, trainer, seed_keys, x, y,
+                                       train_index)
       times[name, run] = wall
       print(f"  {name:10s} {run}: {wall:7.1f} s wall, {cpu:7.1f} s CPU")
   diff = jnp.abs(results["vmapped"] - results["sequential"])

@@ -2,8 +2,8 @@ r"""How fast memjax trains, against the matmul limit of the machine (JSON).
 
 One command prints a JSON report of this machine:
 
-  python benchmarks/report.py                 # full report
-  python benchmarks/report.py --quick         # reduced sizes (2-3 min, 2-core CPU)
+  python benchmarks/report.py              # full report
+  python benchmarks/report.py --quick      # reduced sizes (2-3 min, 2-core CPU)
   python benchmarks/report.py --sections=matmul,training --output=report.json
 
 Sections (``--sections``):

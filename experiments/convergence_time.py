@@ -82,10 +82,10 @@ Outputs in --workdir: results.json (summary keyed by condition, with
 / ``epochs_to_fit_by_size_se`` per size (None where a seed did not fit), the
 per-seed values in ``*_seeds``; every claim with value, uncertainty, threshold
 and verdict), convergence_time.png (Fig. 6: epochs to fit vs hidden units and
-vs dataset size), one training checkpoint folder per cell (``h<width>_n<size>``),
-written at most every --checkpoint_seconds. Re-running the same command
-resumes: finished cells are read back, an interrupted one continues from its
-last checkpoint.
+vs dataset size), one training checkpoint folder per cell
+(``h<width>_n<size>``), written at most every --checkpoint_seconds. Re-running
+the same command resumes: finished cells are read back, an interrupted one
+continues from its last checkpoint.
 """
 
 import dataclasses
@@ -317,8 +317,10 @@ def claims(summary: dict) -> list[reporting.Claim]:
         f"training set (n={sizes[-1]}, h={real['size_sweep_hidden']}): "
         f"difference > {sigmas:g} SE",
         not undecided and stats.exceeds(diff, se),
-        f"{name} {_fmt(noise['epochs_to_fit_by_size'][-1], noise['epochs_to_fit_by_size_se'][-1])}"
-        f" vs real {_fmt(real['epochs_to_fit_by_size'][-1], real['epochs_to_fit_by_size_se'][-1])}"
+        f"""{name} {_fmt(noise['epochs_to_fit_by_size'][-1],
+                         noise['epochs_to_fit_by_size_se'][-1])}"""
+        f""" vs real {_fmt(real['epochs_to_fit_by_size'][-1],
+                           real['epochs_to_fit_by_size_se'][-1])}"""
         f" epochs {lower_bound}"
         + ("; UNDECIDED: real data not fit" if undecided else ""),
         value=diff, uncertainty=se, threshold=sigmas * se))
@@ -386,7 +388,8 @@ def run(config: Config, workdir: str,
   """Trains every cell, prints the claims and writes results.json and the
   figure into ``workdir``; returns results.json's contents."""
   names = list(config.conditions)
-  hidden_sizes, train_sizes = list(config.hidden_sizes), list(config.train_sizes)
+  hidden_sizes, train_sizes = (list(config.hidden_sizes),
+                               list(config.train_sizes))
   capacity_size, size_hidden = (config.capacity_train_size,
                                 config.size_sweep_hidden)
   seeds = config.train.num_seeds

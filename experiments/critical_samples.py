@@ -1,4 +1,5 @@
-r"""Critical sample ratio during training (Arpit et al. 2017, Sec. 4, Figs. 7-9).
+r"""Critical sample ratio during training
+(Arpit et al. 2017, Sec. 4, Figs. 7-9).
 
 Claim tested: a network that memorizes noise computes a more complex function
 than one trained on real data, as measured by the critical sample ratio (CSR):

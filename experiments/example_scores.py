@@ -66,7 +66,8 @@ epoch_00010.npz`` (dataset order, per seed and seed means) and
 AUCs as readings (no claims), and leaves results.json as it is:
 
   python experiments/example_scores.py --keep_epochs=3,10,20
-  python experiments/example_scores.py --keep_epochs=3,10,20 --score_from_kept=10
+  python experiments/example_scores.py --keep_epochs=3,10,20 \
+      --score_from_kept=10
 
 Resume: the early run checkpoints in ``<workdir>/early/checkpoints`` and its
 scores are saved to ``<workdir>/early/scores.npz`` (fingerprinted); the full
@@ -443,7 +444,8 @@ def run(config: Config, workdir: str,
   per_seed, extra, history = compute_scores(
       train_config, score_epoch, train_data, config.microbatch, workdir,
       control.progress, control.checkpoint_seconds, config.keep_epochs)
-  changed = train_data.y_train != dataset.y_train  # uniform noise may keep the class
+  # uniform noise may keep the class
+  changed = train_data.y_train != dataset.y_train
   scores = {name: values.mean(0) for name, values in per_seed.items()}
   row = summarize(scores, changed, history, extra)
   row.update(seeds=train_config.num_seeds, score_epoch=score_epoch,

@@ -38,7 +38,8 @@ with the condition number. The column rounding_scale = eps * max|<a, x>| *
 |w|_1 predicts the output error (output_error); the rounded outputs are exact
 while it stays well below 0.5.
 
-Command (Gaussian n = 500..4,000 in d = 784; MNIST-5k: 4,000 train / 1,000 test):
+Command (Gaussian n = 500..4,000 in d = 784; MNIST-5k: 4,000 train / 1,000
+test):
 
   python experiments/expressivity.py
 
@@ -115,7 +116,8 @@ def run_case(x, labels, targets, key, x_test=None, y_test=None) -> dict:
              for dtype in (np.float64, np.float32)}
   n, d = len(x), int(np.prod(x.shape[1:]))
   targets = np.asarray(targets, np.float64).reshape(outputs[np.float64].shape)
-  row = {"n": n, "d": d, "outputs": 1 if targets.ndim == 1 else targets.shape[1],
+  row = {"n": n, "d": d,
+         "outputs": 1 if targets.ndim == 1 else targets.shape[1],
          "params": built.params,
          "train_error": expressivity.classification_error(outputs[np.float64],
                                                           labels),

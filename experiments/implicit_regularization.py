@@ -1,12 +1,13 @@
 r"""Implicit regularization: minimum-norm solutions (Zhang et al. 2017, Sec. 5).
 
 Claims tested:
-1. SGD from w = 0 on a linear model stays in the span of the data, w = X^T alpha,
-   and converges to the minimum-l2-norm interpolating solution (K alpha = y,
-   K = X X^T). Checked on random labels of Gaussian data, on MNIST digits with a
-   linear model, and on a kernel model (random Fourier features of the RBF
-   kernel) by comparing SGD's weights with the minimum-norm solution. For
-   contrast, SGD from a random init converges to a different interpolant.
+1. SGD from w = 0 on a linear model stays in the span of the data,
+   w = X^T alpha, and converges to the minimum-l2-norm interpolating solution
+   (K alpha = y, K = X X^T). Checked on random labels of Gaussian data, on
+   MNIST digits with a linear model, and on a kernel model (random Fourier
+   features of the RBF kernel) by comparing SGD's weights with the
+   minimum-norm solution. For contrast, SGD from a random init converges to a
+   different interpolant.
 2. Solving K alpha = y exactly (one dense solve, no regularization) with an RBF
    kernel fits true and random labels of MNIST (training error 0) and, on true
    labels, generalizes (paper: 1.2% test error on the full 60,000 MNIST; here
@@ -250,7 +251,8 @@ def gabor_comparison(raw: dict, gabor: dict, raw_wrong, gabor_wrong) -> dict:
   return {"raw_test_error": raw["test_error"],
           "gabor_test_error": gabor["test_error"],
           "test_error_gain": gain, "test_error_gain_se": se,
-          "raw_norm": raw["solution_norm"], "gabor_norm": gabor["solution_norm"],
+          "raw_norm": raw["solution_norm"],
+          "gabor_norm": gabor["solution_norm"],
           "norm_ratio": ratio,
           "norm_ratio_tolerance": ratio * (raw["relative_residual"]
                                            + gabor["relative_residual"])}
@@ -448,8 +450,9 @@ def run(config: Config, workdir: str,
   verdicts = kernel_study.claims(summary, k)
   print(reporting.format_claims(verdicts))
   if summary["linear_true_labels"]["d"] < n:
-    print(f"Note: the linear kernel has rank <= d = {d} < n = {n}, so it cannot "
-          "interpolate; its rows are the minimum-norm least-squares solution.")
+    print(f"Note: the linear kernel has rank <= d = {d} < n = {n}, so it "
+          "cannot interpolate; its rows are the minimum-norm least-squares "
+          "solution.")
   print("Note: linear_sgd_random_init keeps its initial component outside the "
         "data span, so it converges to a different interpolant.")
   epochs = np.arange(config.sgd_epochs + 1)

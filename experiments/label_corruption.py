@@ -1,4 +1,5 @@
-r"""Convergence time and test error vs label corruption (Zhang et al. Fig. 1b, 1c).
+r"""Convergence time and test error vs label corruption
+(Zhang et al. Fig. 1b, 1c).
 
 Paper claim: as the probability p that a training label is replaced by a
 uniformly random class grows from 0 to 1, SGD still fits the training set,
@@ -343,7 +344,8 @@ def run(config: Config, workdir: str,
     fitted = [e for e in model_summary.values() if e["slowdown"] is not None]
     panels["slowdown"][model] = ([e["p"] for e in fitted],
                                  [e["slowdown"] for e in fitted],
-                                 [np.nan_to_num(e["slowdown_se"]) for e in fitted])
+                                 [np.nan_to_num(e["slowdown_se"])
+                                  for e in fitted])
     panels["error"][model] = (levels,
                               [e["test_error"] for e in model_summary.values()],
                               [np.nan_to_num(e["test_acc_se"])

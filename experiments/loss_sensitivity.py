@@ -1,4 +1,5 @@
-r"""Loss sensitivity and its Gini coefficient (Arpit et al. 2017, Figs. 3 and 4).
+r"""Loss sensitivity and its Gini coefficient
+(Arpit et al. 2017, Figs. 3 and 4).
 
 Claim tested: the loss sensitivity g_x = mean over SGD steps t of
 ||dL_t/dx||_1 is concentrated on fewer examples for real data than for noise:
@@ -167,7 +168,8 @@ def off_diagonal_spread(matrix):
   """Coefficient of variation of the off-diagonal entries of (S, C, C)
   matrices, each row first divided by its diagonal entry (rows of a randomized
   task differ in scale by how many later examples carry label i): 0 when every
-  class j moves the class-i loss alike, large when a few class pairs dominate."""
+  class j moves the class-i loss alike, large when a few class pairs
+  dominate."""
   c = matrix.shape[-1]
   scaled = matrix / np.einsum("sii->si", matrix)[:, :, None]
   off = scaled[:, ~np.eye(c, dtype=bool)]

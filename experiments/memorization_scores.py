@@ -221,7 +221,7 @@ def config_from_flags(values) -> Config:
       show=values.show)
 
 
-# --- Claims: pure functions of the summary -------------------------------------
+# --- Claims: pure functions of the summary ------------------------------------
 
 def _more_than_noise(text, comparison, what) -> reporting.Claim:
   diff, se = comparison["difference"], comparison["se"]

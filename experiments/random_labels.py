@@ -105,7 +105,8 @@ def define_flags() -> None:
 def paired_step_difference(slow: dict, fast: dict):
   """(mean, SE) over seeds of slow's steps to fit - fast's, seed by seed; None
   when a seed of either did not fit."""
-  pairs = list(zip(slow["steps_to_fit_per_seed"], fast["steps_to_fit_per_seed"]))
+  pairs = list(zip(slow["steps_to_fit_per_seed"],
+                   fast["steps_to_fit_per_seed"]))
   if any(a is None or b is None for a, b in pairs):
     return None
   return stats.mean_se([a - b for a, b in pairs])
@@ -135,7 +136,8 @@ def slowdown_claim(true: dict, random: dict) -> reporting.Claim:
       text, stats.exceeds(mean - low, se) and stats.exceeds(high - mean, se),
       f"{mean:.2f}x +- {se:.2f} over {len(ratios)} seeds (per seed: "
       + ", ".join(f"{r:.2f}" for r in ratios) + f"); steps true "
-      f"{true['steps_to_fit_per_seed']}, random {random['steps_to_fit_per_seed']}",
+      f"{true['steps_to_fit_per_seed']}, "
+      f"random {random['steps_to_fit_per_seed']}",
       value=mean, uncertainty=se, threshold=threshold)
 
 
@@ -285,7 +287,8 @@ def run(config: studies.StudyConfig, workdir: str,
   figure = reporting.plot_curves(
       f"{workdir}/training_loss.png", curves, "SGD steps",
       "training loss (clean pass)",
-      f"{config.data.name}, {config.train.model}, {config.train.num_seeds} seeds",
+      f"{config.data.name}, {config.train.model}, "
+      f"{config.train.num_seeds} seeds",
       logy=True)
   saved = cli.save_results(workdir, "random_labels", config,
                            studies.per_seed_runs(results, config.train.seed),

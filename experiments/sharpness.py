@@ -1,4 +1,5 @@
-r"""Sharpness of the minimum, real vs noise (Krueger et al. 2017 workshop claim).
+r"""Sharpness of the minimum, real vs noise
+(Krueger et al. 2017 workshop claim).
 
 Claim tested: networks trained on real data converge to flatter minima than
 networks that memorize noise: the largest eigenvalue of the Hessian of the
@@ -155,7 +156,8 @@ def check_lanczos(config: sharpness.SharpnessConfig, train, dataset) -> None:
 
 
 def _select(mask, new, old):
-  """Per seed lane: ``new`` where ``mask``, else ``old`` (seed-stacked trees)."""
+  """Per seed lane: ``new`` where ``mask``, else ``old`` (seed-stacked
+  trees)."""
   def pick(n, o):
     return jnp.where(jnp.reshape(mask, (-1,) + (1,) * (n.ndim - 1)), n, o)
   return jax.tree.map(pick, new, old)

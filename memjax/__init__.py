@@ -10,7 +10,8 @@ only modules listed before it; tests/test_structure.py checks it):
   with the records' original order); ``randomization``: Zhang et al.'s
   randomization tests, Arpit et al.'s noise, symmetric and asymmetric label
   noise.
-* ``conv``, ``models``: fast CPU convolutions; the Flax NNX models of both papers.
+* ``conv``, ``models``: fast CPU convolutions; the Flax NNX models of both
+  papers.
 * ``complexity``, ``regularizers``, ``sharding``: critical samples (LASS),
   explicit regularizers, seeds over devices.
 * ``training``: the model and optimizer as pure jitted functions of

@@ -186,7 +186,8 @@ def _read_config(path: str) -> dict:
                      "--overwrite to start again.") from None
 
 
-def prepare_workdir(workdir: str, config: dict, overwrite: bool = False) -> None:
+def prepare_workdir(workdir: str, config: dict,
+                    overwrite: bool = False) -> None:
   """Claims ``workdir`` for ``config``: creates it with the marker, takes the
   lock, and writes config.json; resumes a workdir made with the same config.
 

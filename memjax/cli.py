@@ -158,7 +158,8 @@ def define_train_flags(model: str | None = "mlp1x512", seeds: int = 3,
 
 def define_run_flags(workdir: str) -> None:
   flags.DEFINE_string("workdir", workdir,
-                      "Results, figures and checkpoints; a re-run resumes here.")
+                      "Results, figures and checkpoints; a re-run resumes "
+                      "here.")
   flags.DEFINE_bool("overwrite", False, "Delete an existing --workdir first.")
   flags.DEFINE_bool("smoke", False, "Tiny, seconds-long run for tests.")
   flags.DEFINE_bool("progress", True, "Show progress bars.")
@@ -171,12 +172,12 @@ def define_randomization_flags() -> None:
   flags.DEFINE_enum("label_noise", "uniform",
                     ["uniform", "different_class", "pair", "patrini_mnist",
                      "patrini_cifar10"],
-                    "Corrupted labels: uniform over all classes (Zhang et al.), "
-                    "forced to a different class, the next class c -> c+1 "
-                    "mod K (pair flips), or Patrini et al.'s class-conditional "
-                    "flips of MNIST (2->7, 3->8, 5<->6, 7->1) or CIFAR-10 "
-                    "(truck->automobile, bird->airplane, deer->horse, "
-                    "cat<->dog), both for 10 classes.")
+                    "Corrupted labels: uniform over all classes "
+                    "(Zhang et al.), forced to a different class, the next "
+                    "class c -> c+1 mod K (pair flips), or Patrini et al.'s "
+                    "class-conditional flips of MNIST (2->7, 3->8, 5<->6, "
+                    "7->1) or CIFAR-10 (truck->automobile, bird->airplane, "
+                    "deer->horse, cat<->dog), both for 10 classes.")
   flags.DEFINE_bool("corrupt_test", False, "Corrupt the test labels too.")
   flags.DEFINE_bool("per_seed_randomization", False,
                     "Draw a different randomization for every seed.")
@@ -267,7 +268,8 @@ def train_config(values, **overrides) -> training.TrainConfig:
                 max_epochs=values.max_epochs, batch_size=values.batch_size,
                 learning_rate=values.learning_rate, lr_decay=values.lr_decay,
                 momentum=values.momentum,
-                seed_chunk=values.seed_chunk if "seed_chunk" in values else None,
+                seed_chunk=(values.seed_chunk if "seed_chunk" in values
+                            else None),
                 eval_every=values.eval_every if "eval_every" in values else 1)
   if "model" in values:
     kwargs["model"] = values.model
@@ -326,9 +328,9 @@ def claim_workdir(workdir: str, config, control: RunControl,
 
   Call after the config has been built (which validates it) and the data
   loaded. The config, or any of its fields, may refuse the loaded data first
-  (a ``check_data(dataset)`` method). Each of ``train_configs`` is first checked to fit in memory on
-  ``dataset`` (``per_seed_data``: every seed holds its own copy of the
-  inputs)."""
+  (a ``check_data(dataset)`` method). Each of ``train_configs`` is first
+  checked to fit in memory on ``dataset`` (``per_seed_data``: every seed holds
+  its own copy of the inputs)."""
   if dataset is not None:
     fields = (dataclasses.fields(config) if dataclasses.is_dataclass(config)
               else ())

@@ -57,7 +57,8 @@ if TYPE_CHECKING:
   from memjax import training
 
 # The paper's constants, in intensity levels of 0-255 images.
-PAPER_ALPHA, PAPER_BETA, PAPER_RADIUS, PAPER_MAX_ITERATIONS = 0.25, 0.2, 0.3, 100
+(PAPER_ALPHA, PAPER_BETA, PAPER_RADIUS,
+ PAPER_MAX_ITERATIONS) = 0.25, 0.2, 0.3, 100
 INTENSITY_LEVELS = 255.0
 
 
@@ -113,8 +114,8 @@ class LassConfig:
     every preprocessing."""
     low, high = float(np.min(x)), float(np.max(x))
     if not high > low:
-      raise ValueError(f"Inputs must span a range to derive the LASS scale; got "
-                       f"min {low} and max {high}.")
+      raise ValueError(f"Inputs must span a range to derive the LASS scale; "
+                       f"got min {low} and max {high}.")
     level = (high - low) / INTENSITY_LEVELS
     return cls(radius=radius_levels * level, alpha=alpha_levels * level,
                beta=beta_levels * level, max_iterations=max_iterations,
@@ -125,7 +126,8 @@ class LassConfig:
 class LassResult:
   critical: jax.Array  # (n,) bool: a point of another predicted class was found
   adversarial: jax.Array  # (n, ...) the last searched point of each example
-  iterations: jax.Array  # (n,) int: steps taken (max_iterations if not critical)
+  iterations: jax.Array  # (n,) int: steps taken (max_iterations if not
+                         # critical)
 
 
 jax.tree_util.register_dataclass(

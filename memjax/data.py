@@ -7,9 +7,10 @@ Two embedded datasets work offline and are the defaults of every experiment:
   seeded.
 * ``digits``: scikit-learn's 1,797 8x8 digits, split 80/20 the same way.
 
-Real datasets (``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``, ``svhn_cropped``)
-load through ``tfds.data_source`` (random access, no TensorFlow needed) from a data
-dir the user prepared in ``array_record`` format.
+Real datasets (``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``,
+``svhn_cropped``) load through ``tfds.data_source`` (random access, no
+TensorFlow needed) from a data dir the user prepared in ``array_record``
+format.
 
 Preprocessing follows Zhang et al. (Appendix A): pixels / 255, a centre crop to
 28x28 for 32x32 images, then per-image standardization. Optional integer
@@ -65,10 +66,11 @@ class Dataset:
   ``train_original_index`` / ``test_original_index`` (n,) give each example's
   index in the dataset's original files, where known (module docstring);
   ``in_original_order`` / ``from_original_order`` move per-example arrays
-  between the two orders. ``train_scale`` / ``test_scale`` (n,) give, per image, the factor by which
-  preprocessing multiplied its pixels / 255: 1 for /255 inputs, 1 / std of the
-  image after per-image standardization. A distance of r intensity levels (of
-  255) in an image is ``r / 255 * scale`` in the model's input units.
+  between the two orders. ``train_scale`` / ``test_scale`` (n,) give, per
+  image, the factor by which preprocessing multiplied its pixels / 255: 1 for
+  /255 inputs, 1 / std of the image after per-image standardization. A
+  distance of r intensity levels (of 255) in an image is ``r / 255 * scale``
+  in the model's input units.
   """
 
   name: str
@@ -168,7 +170,8 @@ def validate(config: DataConfig) -> None:
 
 
 def preprocess(images: np.ndarray, config: DataConfig) -> np.ndarray:
-  """uint8-range NHWC images -> float32: /255, centre crop, resize, standardize."""
+  """uint8-range NHWC images -> float32: /255, centre crop, resize,
+  standardize."""
   return preprocess_with_scale(images, config)[0]
 
 
@@ -194,11 +197,13 @@ def centre_crop(x: np.ndarray, size: int) -> np.ndarray:
 
 
 def downscale(x: np.ndarray, size: int) -> np.ndarray:
-  """Block-averages square images to ``size`` (an integer factor of the side)."""
+  """Block-averages square images to ``size`` (an integer factor of the
+  side)."""
   side = x.shape[1]
   if side % size:
     raise ValueError(f"image_size {size} must divide the image side {side} "
-                     f"(valid: {[d for d in range(1, side + 1) if side % d == 0]}).")
+                     "(valid: "
+                     f"{[d for d in range(1, side + 1) if side % d == 0]}).")
   f = side // size
   n, _, _, c = x.shape
   return x.reshape(n, size, f, size, f, c).mean(axis=(2, 4))
@@ -212,7 +217,8 @@ def per_image_std(x: np.ndarray) -> np.ndarray:
 
 
 def per_image_standardization(x: np.ndarray) -> np.ndarray:
-  """As tf.image.per_image_standardization: zero mean, unit variance per image."""
+  """As tf.image.per_image_standardization: zero mean, unit variance per
+  image."""
   axes = tuple(range(1, x.ndim))
   mean = x.mean(axis=axes, keepdims=True)
   std = per_image_std(x).reshape((-1,) + (1,) * (x.ndim - 1))
@@ -220,7 +226,8 @@ def per_image_standardization(x: np.ndarray) -> np.ndarray:
 
 
 def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
-  """Sorted indices of a seeded subset with (near) equal share from each class."""
+  """Sorted indices of a seeded subset with (near) equal share from each
+  class."""
   if size > len(labels):
     raise ValueError(f"Requested {size} examples but the split has only "
                      f"{len(labels)}.")
@@ -237,7 +244,8 @@ def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
 
 def stratified_split(labels: np.ndarray, test_fraction: float, seed: int):
   """Sorted (train, test) index arrays with the same class balance."""
-  test = stratified_subset(labels, int(round(len(labels) * test_fraction)), seed)
+  test = stratified_subset(labels, int(round(len(labels) * test_fraction)),
+                           seed)
   train = np.setdiff1d(np.arange(len(labels)), test)
   return train, test
 
@@ -259,7 +267,8 @@ def _load_mnist5k(seed: int):
 
 
 def _load_digits(seed: int):
-  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from sklearn.datasets import load_digits
   digits = load_digits()
   # Pixel values run 0..16; rescale to the 0..255 range every loader returns.
   x = (digits.images * (255.0 / 16.0)).reshape(-1, 8, 8, 1)
@@ -302,12 +311,13 @@ def original_indices(ids, split: str, name: str = "the dataset") -> np.ndarray:
   pattern = re.compile(rf"{re.escape(split)}_(\d+)")
   index = np.empty(len(ids), np.int64)
   for i, record_id in enumerate(ids):
-    text = record_id.decode() if isinstance(record_id, bytes) else str(record_id)
+    text = (record_id.decode() if isinstance(record_id, bytes)
+            else str(record_id))
     match = pattern.fullmatch(text)
     if match is None:
       raise ValueError(f"record {i} of {name} {split} has id {text!r}, not "
-                       f"'{split}_<index>' (e.g. '{split}_16399'); its original "
-                       "index is unknown.")
+                       f"'{split}_<index>' (e.g. '{split}_16399'); its "
+                       "original index is unknown.")
     index[i] = int(match.group(1))
   _check_unique(index, f"{name} {split} ids")
   return index

@@ -292,8 +292,8 @@ def fit(config: training.TrainConfig, data: training.TrainData, *,
   rows hold NaN and their hook events None) a clean eval-mode pass over the
   training set (each seed's training subset) and the test set (skipped when
   ``data.x_test`` is None) records loss and accuracy, and each of ``hooks``
-  (``memjax.hooks``) sees the epoch. ``epoch_fn`` replaces the training epoch (``EpochFn``), e.g. to
-  record per-step quantities as its extras.
+  (``memjax.hooks``) sees the epoch. ``epoch_fn`` replaces the training epoch
+  (``EpochFn``), e.g. to record per-step quantities as its extras.
 
   With ``checkpoint_dir`` the run (state, history, the hooks' carries)
   checkpoints at most every ``checkpoint_seconds`` and at the end, and resumes

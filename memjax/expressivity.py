@@ -147,7 +147,8 @@ def triangular_system(z_sorted: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def predict(model: TwoLayerReLU, x, dtype=np.float64,
             batch_size: int = 1000) -> np.ndarray:
-  """The network's outputs on ``x``, evaluated in ``dtype`` (float64 or float32).
+  """The network's outputs on ``x``, evaluated in ``dtype`` (float64 or
+  float32).
 
   float64 runs inside a scoped ``jax.enable_x64``; float32 shows what the
   construction is worth at the precision networks are usually run in. Inputs go

@@ -35,9 +35,10 @@ Example (the mean test accuracy after every epoch, kept across a resume)::
 ``pandas.read_json(path, lines=True)``), ``TensorBoardLog`` the same values as
 TensorBoard scalars (``tensorboard --logdir runs``), and ``KeepStates`` keeps
 the training state at chosen epochs for per-example scores later
-(``engine.fit`` adds all three when given a ``checkpoint_dir``; ``engine.load_kept_state`` reads a kept
-state back). Epochs count completed epochs: epoch e's row is ``history[e - 1]``
-and epoch 0 is the initialization.
+(``engine.fit`` adds all three when given a ``checkpoint_dir``;
+``engine.load_kept_state`` reads a kept state back). Epochs count completed
+epochs: epoch e's row is ``history[e - 1]`` and epoch 0 is the
+initialization.
 """
 
 from __future__ import annotations
@@ -189,8 +190,10 @@ class TensorBoardLog(Hook):
     self._writer = None
 
   def _write(self, history: dict, first_seed: int, first_epoch: int) -> None:
-    from tensorboardX.proto import summary_pb2  # pylint: disable=g-import-not-at-top
-    from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+    # pylint: disable-next=g-import-not-at-top
+    from tensorboardX.proto import summary_pb2
+    # pylint: disable-next=g-import-not-at-top
+    from tensorboardX.proto import event_pb2
     for line in metrics_lines(history, first_seed, first_epoch):
       record = json.loads(line)
       values = [summary_pb2.Summary.Value(
@@ -208,13 +211,16 @@ class TensorBoardLog(Hook):
   def start(self, run: RunStart) -> None:
     if jax.process_index() != 0:
       return
-    from tensorboardX import record_writer  # pylint: disable=g-import-not-at-top
-    from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+    # pylint: disable-next=g-import-not-at-top
+    from tensorboardX import record_writer
+    # pylint: disable-next=g-import-not-at-top
+    from tensorboardX.proto import event_pb2
     checkpointing.register(self.path)
     os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
     self._writer = record_writer.RecordWriter(self.path)  # truncates
     self._writer.write(event_pb2.Event(
-        wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
+        wall_time=time.time(),
+        file_version="brain.Event:2").SerializeToString())
     self._write(run.history, run.config.seed, 1)
 
   def end_epoch(self, event: EpochEnd) -> None:

@@ -14,11 +14,12 @@ name                      model
 
 Every model is called as ``model(x, train=..., rngs=...)`` on NHWC images.
 ``train`` switches BatchNorm to batch statistics and turns dropout on; dropout
-randomness comes from the ``rngs`` passed at call time, never from state, so that
-training code controls every random choice through (seed, step) keys. Models
-with dense hidden layers (MLPs, AlexNet, Arpit's CNN) also take ``hidden_noise``:
-the standard deviation of Gaussian noise added to those layers' activations in
-training (Arpit et al.'s hidden noise), drawn from the same ``dropout`` stream.
+randomness comes from the ``rngs`` passed at call time, never from state, so
+that training code controls every random choice through (seed, step) keys.
+Models with dense hidden layers (MLPs, AlexNet, Arpit's CNN) also take
+``hidden_noise``: the standard deviation of Gaussian noise added to those
+layers' activations in training (Arpit et al.'s hidden noise), drawn from the
+same ``dropout`` stream.
 
 Convolutions, max-pools and LRN come from ``memjax.conv``: the same functions
 as ``lax.conv_general_dilated``, ``nnx.max_pool`` and TF's LRN, written so that
@@ -48,7 +49,8 @@ MODELS = ("mlp<depth>x<width>",) + FIXED_MODELS
 
 def build(name: str, input_shape, num_classes: int, rngs: nnx.Rngs,
           dropout: float = 0.0, hidden_noise: float = 0.0) -> nnx.Module:
-  """Builds model ``name`` for NHWC inputs of ``input_shape`` (without batch)."""
+  """Builds model ``name`` for NHWC inputs of ``input_shape`` (without
+  batch)."""
   validate_name(name)
   if not 0.0 <= dropout < 1.0:
     raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
@@ -90,12 +92,14 @@ def count_params(model: nnx.Module, include_batchnorm: bool = False) -> int:
   if not include_batchnorm:
     for _, module in nnx.iter_modules(model):
       if isinstance(module, nnx.BatchNorm):
-        total -= sum(p.size for p in jax.tree.leaves(nnx.state(module, nnx.Param)))
+        total -= sum(p.size for p in
+                     jax.tree.leaves(nnx.state(module, nnx.Param)))
   return total
 
 
 class GaussianNoise(nnx.Module):
-  """Adds N(0, stddev^2) noise in training; the key comes from ``rngs.dropout``."""
+  """Adds N(0, stddev^2) noise in training; the key comes from
+  ``rngs.dropout``."""
 
   def __init__(self, stddev=0.0):
     self.stddev = stddev
@@ -154,7 +158,8 @@ def _pooled_side(side: int, pools: int) -> int:
 
 
 class SmallAlexNet(nnx.Module):
-  """[Conv5x5(64) -> ReLU -> MaxPool3x3/2 -> LRN] x 2 -> 384 -> 192 -> classes."""
+  """[Conv5x5(64) -> ReLU -> MaxPool3x3/2 -> LRN] x 2 -> 384 -> 192 ->
+  classes."""
 
   def __init__(self, input_shape, num_classes, dropout=0.0, hidden_noise=0.0,
                *, rngs):
@@ -183,7 +188,8 @@ class ConvBlock(nnx.Module):
 
   def __init__(self, cin, cout, kernel, stride=1, batchnorm=True, *, rngs):
     self.conv = conv_layer(cin, cout, kernel, stride, rngs=rngs)
-    self.bn = nnx.BatchNorm(cout, momentum=0.9, rngs=rngs) if batchnorm else None
+    self.bn = (nnx.BatchNorm(cout, momentum=0.9, rngs=rngs) if batchnorm
+               else None)
 
   def __call__(self, x, train):
     x = self.conv(x)
@@ -223,14 +229,16 @@ _INCEPTION_LAYOUT = (("inc", 32, 32), ("inc", 32, 48), ("down", 80),
 
 
 class SmallInception(nnx.Module):
-  """Zhang et al.'s small Inception for 28x28 inputs (global mean pool, Dense)."""
+  """Zhang et al.'s small Inception for 28x28 inputs (global mean pool,
+  Dense)."""
 
   def __init__(self, in_channels, num_classes, batchnorm=True, *, rngs):
     self.stem = ConvBlock(in_channels, 96, 3, batchnorm=batchnorm, rngs=rngs)
     blocks, channels = [], 96
     for spec in _INCEPTION_LAYOUT:
       if spec[0] == "inc":
-        block = InceptionModule(channels, spec[1], spec[2], batchnorm, rngs=rngs)
+        block = InceptionModule(channels, spec[1], spec[2], batchnorm,
+                                rngs=rngs)
       else:
         block = DownsampleModule(channels, spec[1], batchnorm, rngs=rngs)
       blocks.append(block)

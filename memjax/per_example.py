@@ -13,7 +13,8 @@ function                      per example
 ============================  ==================================================
 ``logit_scores``              loss, correctness, margin (true-class logit minus
                               the largest other logit) and EL2N
-                              (||softmax(f(x)) - onehot(y)||_2, Paul et al. 2021)
+                              (||softmax(f(x)) - onehot(y)||_2, Paul et al.
+                              2021)
 ``input_gradients``           dL/dx, the input's own loss gradient
 ``input_gradient_norms``      its l1, l2 or l-inf norm
 ``grand``                     GraNd: ||dL/d params||_2 (Paul et al. 2021), in
@@ -168,7 +169,8 @@ class Forgetting:
 
   events: np.ndarray  # int: number of correct -> incorrect transitions
   never_learned: np.ndarray  # bool: never correct at any evaluation
-  first_learned: np.ndarray  # int: first correct evaluation (0-based); -1: never
+  first_learned: np.ndarray  # int: first correct evaluation (0-based);
+                             # -1: never
   num_evaluations: int  # T
 
   def scores(self) -> np.ndarray:

@@ -7,7 +7,8 @@ from its name with ``from_name``:
 name                   meaning
 =====================  ======================================================
 ``true_labels``        the data unchanged (Arpit's ``real``)
-``random_labels``      every training label replaced by a uniform class (``randY``)
+``random_labels``      every training label replaced by a uniform class
+                       (``randY``)
 ``corrupt_0.2``        each label replaced with probability 0.2 (``randY_0.2``)
 ``shuffled_pixels``    ONE pixel permutation for every image, train and test
 ``random_pixels``      a different permutation for each image, train and test
@@ -55,8 +56,9 @@ the test set as in the training set (the same fraction, fresh draws of the
 same noise), so its validation accuracy and validation CSR are measured on
 noise, not on real images.
 
-Everything is a pure function of a typed JAX key, and the corruption masks (which
-examples changed) are returned so that they can be saved beside the results.
+Everything is a pure function of a typed JAX key, and the corruption masks
+(which examples changed) are returned so that they can be saved beside the
+results.
 """
 
 from __future__ import annotations
@@ -131,13 +133,15 @@ class Randomized:
 
 def from_name(name: str, label_noise: str = "uniform",
               corrupt_test: bool = False) -> Randomization:
-  """``'random_labels'``, ``'corrupt_0.4'``, ``'randX_0.2'``... -> Randomization."""
+  """``'random_labels'``, ``'corrupt_0.4'``, ``'randX_0.2'``... ->
+  Randomization."""
   if name in _ALIASES:
     kind, fraction = _ALIASES[name]
   else:
     match = re.fullmatch(r"(corrupt|randY|randX)_([0-9.]+)", name)
     if not match:
-      raise ValueError(f"Unknown condition {name!r}; valid: {', '.join(NAMES)}.")
+      raise ValueError(f"Unknown condition {name!r}; valid: "
+                       f"{', '.join(NAMES)}.")
     kind = _FRACTION_PREFIXES[match.group(1)]
     try:
       fraction = float(match.group(2))
@@ -281,7 +285,8 @@ def _check_probability(p) -> None:
 
 
 def permute_pixels(x, permutation):
-  """Moves pixel i of every image to ``permutation[i]``; channels move together."""
+  """Moves pixel i of every image to ``permutation[i]``; channels move
+  together."""
   n, h, w, c = x.shape
   return np.asarray(jnp.asarray(x).reshape(n, h * w, c)[:, permutation]
                     ).reshape(n, h, w, c)

@@ -219,7 +219,8 @@ def _fit_claim(model: str, row: dict, with_weight_decay: bool):
   fails to (no seed reaches it)."""
   n = row["train_examples"]
   regime = "with weight decay" if with_weight_decay else "without regularizers"
-  seeds = f"worst seed {row['train_acc_min']:.2%}, best {row['train_acc_max']:.2%}"
+  seeds = (f"worst seed {row['train_acc_min']:.2%}, "
+           f"best {row['train_acc_max']:.2%}")
   if with_weight_decay and model == WEIGHT_DECAY_EXCEPTION:
     acc = row["train_acc_max"]
     return reporting.Claim(

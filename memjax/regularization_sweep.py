@@ -215,7 +215,8 @@ def lanes_data(dataset: data_lib.Dataset, train_index, validation_index,
   random_labels = random.dataset.y_train
   y_val = dataset.y_train[validation_index]
   data = training.TrainData(
-      train.x_train, np.stack([train.y_train] * seeds + [random_labels] * seeds),
+      train.x_train,
+      np.stack([train.y_train] * seeds + [random_labels] * seeds),
       dataset.x_train[validation_index], np.stack([y_val] * (2 * seeds)),
       dataset.num_classes, per_seed_labels=True)
   return data, random_labels
@@ -223,7 +224,8 @@ def lanes_data(dataset: data_lib.Dataset, train_index, validation_index,
 
 def save_split(workdir: str, data_config: data_lib.DataConfig, train_index,
                validation_index, random_labels) -> None:
-  """``<workdir>/split.npz``: the examples of each part and the random labels."""
+  """``<workdir>/split.npz``: the examples of each part and the random
+  labels."""
   checkpointing.save_npz(
       os.path.join(workdir, "split.npz"),
       checkpointing.fingerprint(data_config, train_index, validation_index,
@@ -366,7 +368,8 @@ def sweep_claims(summary: dict) -> list[reporting.Claim]:
 
   rates = {p["strength"]: p for p in points if p["regularizer"] == "dropout"}
   pairs = [(rates[p["strength"]], p) for p in points
-           if p["regularizer"] == DROPOUT_ADVERSARIAL and p["strength"] in rates]
+           if p["regularizer"] == DROPOUT_ADVERSARIAL
+           and p["strength"] in rates]
   for alone, adversarial in pairs:
     diff, se = _memorization_gap(alone, adversarial)
     out.append(reporting.Claim(

@@ -168,8 +168,8 @@ def check_input_shape(regularization: Regularization, input_shape) -> None:
   ``input_shape`` (H, W, C): it must be smaller than both sides."""
   side = min(input_shape[0], input_shape[1])
   if regularization.shift >= side:
-    raise ValueError(f"Invalid shift={regularization.shift}: it must be smaller "
-                     f"than the image side ({side} pixels).")
+    raise ValueError(f"Invalid shift={regularization.shift}: it must be "
+                     f"smaller than the image side ({side} pixels).")
 
 
 def crop_augmentation(dataset: str, side: int) -> Regularization:
@@ -193,14 +193,15 @@ def perturb(regularization: Regularization, key: jax.Array,
   per_example = lambda stream: keys.split(keys.derive(key, stream),
                                          x.shape[0])
   if r.shift:
-    x = jax.vmap(random_shift, in_axes=(0, 0, None))(per_example(keys.SHIFT), x, r.shift)
+    x = jax.vmap(random_shift, in_axes=(0, 0, None))(
+        per_example(keys.SHIFT), x, r.shift)
   if r.flip:
     flips = jax.random.bernoulli(keys.derive(key, keys.FLIP), 0.5,
                                  (x.shape[0], 1, 1, 1))
     x = jnp.where(flips, x[:, :, ::-1], x)
   if r.color_jitter:
-    x = jax.vmap(color_jitter, in_axes=(0, 0, None))(per_example(keys.JITTER), x,
-                                                      r.color_jitter)
+    x = jax.vmap(color_jitter, in_axes=(0, 0, None))(
+        per_example(keys.JITTER), x, r.color_jitter)
   if r.input_dropout:
     keep = jax.random.bernoulli(keys.derive(key, keys.INPUT_DROPOUT),
                                 1.0 - r.input_dropout, x.shape)

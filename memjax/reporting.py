@@ -27,7 +27,8 @@ from memjax import checkpointing
 
 # Figures are written to files only: no display is needed.
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+# pylint: disable-next=g-import-not-at-top,wrong-import-position
+import matplotlib.pyplot as plt
 
 RESULTS_FILE = "results.json"
 
@@ -112,7 +113,8 @@ def summary_frame(path: str):
 
 def steps_to_fit_text(eval_every: int) -> str:
   """How steps to fit are measured, for a setup header."""
-  text = "steps to fit: end of the first epoch with 100% clean training accuracy"
+  text = ("steps to fit: end of the first epoch with 100% clean training "
+          "accuracy")
   if eval_every != 1:
     text += (f" among the evaluated epochs (every {eval_every}th and the last; "
              f"--eval_every={eval_every}: rounded up to a multiple of "

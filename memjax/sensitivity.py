@@ -10,11 +10,12 @@ during ONE training run (one ``lax.scan`` per epoch, vmapped over seeds):
   for models without BatchNorm it is B times the gradient of the minibatch loss.
 * **unrolled**: x also moves L_t through the parameter updates it took part in.
   The loss of the minibatch at step t + k is differentiated wrt the inputs of
-  the k earlier minibatches t..t+k-1, through k SGD steps (``Trainer.train_step``
-  inside a ``lax.scan``, second-order autodiff; the momentum carried into step t
-  is held fixed). This is our reading of the paper's Fig. 3 ("the gradient of the
-  loss wrt a training example after several SGD updates"), and the only form in
-  which the per-class matrix of Fig. 4 has off-diagonal entries.
+  the k earlier minibatches t..t+k-1, through k SGD steps
+  (``Trainer.train_step`` inside a ``lax.scan``, second-order autodiff; the
+  momentum carried into step t is held fixed). This is our reading of the
+  paper's Fig. 3 ("the gradient of the loss wrt a training example after
+  several SGD updates"), and the only form in which the per-class matrix of
+  Fig. 4 has off-diagonal entries.
 
 Each form is averaged over the steps at which an example contributed, so every
 example has the same weight whatever the epoch's shuffle. The per-class matrix
@@ -201,8 +202,8 @@ def _running_mean(total, count):
 @functools.partial(jax.jit, static_argnames=("trainer", "config"))
 def _epoch_vmapped(trainer, config, state, seed_keys, epoch, x, y, train_index):
   return jax.vmap(functools.partial(epoch_one, trainer, config),
-                  in_axes=(0, 0, None, None, None, 0))(state, seed_keys, epoch, x, y,
-                                                       train_index)
+                  in_axes=(0, 0, None, None, None, 0))(
+                      state, seed_keys, epoch, x, y, train_index)
 
 
 def _zero_sums(config: SensitivityConfig, num_seeds: int, n: int,

@@ -124,7 +124,8 @@ class SeedPlacement:
   def keys(self, config: training.TrainConfig) -> jax.Array:
     """Seed keys of the padded lanes (padding lanes get the next seeds)."""
     padded = dataclasses.replace(config, num_seeds=self.num_padded)
-    return jax.device_put(keys.seed_keys(padded.seed, padded.num_seeds), self.per_seed)
+    return jax.device_put(keys.seed_keys(padded.seed, padded.num_seeds),
+                          self.per_seed)
 
   def place_per_seed(self, x) -> jax.Array:
     """A per-seed array (leading axis S), padded and sharded over seeds."""

@@ -61,7 +61,8 @@ def lanczos_bytes(config: SharpnessConfig, num_params: int) -> int:
 
 
 def hvp(loss_fn: Callable, params, vector):
-  """Hessian-vector product of ``loss_fn`` at ``params``, forward-over-reverse."""
+  """Hessian-vector product of ``loss_fn`` at ``params``,
+  forward-over-reverse."""
   return jax.jvp(jax.grad(loss_fn), (params,), (vector,))[1]
 
 
@@ -156,7 +157,8 @@ def seed_sharpness(trainer: training.Trainer, state: training.TrainState, x, y,
                    config: SharpnessConfig, keys: jax.Array, *,
                    per_seed_inputs: bool = False,
                    per_seed_labels: bool = False) -> dict[str, np.ndarray]:
-  """Per seed: ``eigenvalues`` (S, top_k); ``epsilon_sharpness``, ``loss`` (S,)."""
+  """Per seed: ``eigenvalues`` (S, top_k); ``epsilon_sharpness``, ``loss``
+  (S,)."""
   fn = _seed_sharpness_fn(trainer, config, per_seed_inputs, per_seed_labels)
   return {k: np.asarray(v) for k, v in fn(state, x, y, keys).items()}
 

@@ -128,7 +128,8 @@ def randomize(dataset: data_lib.Dataset, config: StudyConfig, name: str):
   y_train, y_test = ((stack("y_train"), stack("y_test")) if labels_vary else
                      (dataset.y_train, dataset.y_test))
   td = training.TrainData(x_train, y_train, x_test, y_test, dataset.num_classes,
-                          per_seed_inputs=inputs_vary, per_seed_labels=labels_vary)
+                          per_seed_inputs=inputs_vary,
+                          per_seed_labels=labels_vary)
   return (td, np.stack([r.train_mask for r in draws]),
           np.stack([r.test_mask for r in draws]))
 
@@ -317,10 +318,11 @@ def condition_lanes(dataset: data_lib.Dataset, names, seeds_per_condition: int,
 
   Returns (TrainData with per-lane inputs and labels, train masks (C, n)). Lane
   ``c * seeds_per_condition + s`` trains condition ``names[c]``, randomized once
-  per condition (key ``keys.condition_key(randomization_seed, name)``) and shared by
-  its seeds; test sets are the conditions' own (clean unless the condition
-  transforms every input). Conditions that share a model shape then train in
-  one ``engine.fit`` with ``num_seeds = len(names) * seeds_per_condition``.
+  per condition (key ``keys.condition_key(randomization_seed, name)``) and
+  shared by its seeds; test sets are the conditions' own (clean unless the
+  condition transforms every input). Conditions that share a model shape then
+  train in one ``engine.fit`` with
+  ``num_seeds = len(names) * seeds_per_condition``.
   """
   draws = [rand_lib.apply(dataset, rand_lib.from_name(name, label_noise),
                           keys.condition_key(randomization_seed, name))

@@ -2,8 +2,8 @@
 
 The model is split once into a static ``graphdef`` and pytrees of parameters and
 BatchNorm statistics; every transformed function below is a pure function of
-those pytrees, with a leading seed axis on the whole ``TrainState``. One epoch is
-one jitted ``lax.scan`` over SGD steps, so there is no host sync per step.
+those pytrees, with a leading seed axis on the whole ``TrainState``. One epoch
+is one jitted ``lax.scan`` over SGD steps, so there is no host sync per step.
 
 Every random choice is a pure function of (seed, step) (``memjax.keys``): seed
 lane ``i`` uses the key of seed ``config.seed + i``, from which the init, the
@@ -89,7 +89,8 @@ class TrainConfig:
         "max_epochs": (self.max_epochs >= 1, ">= 1"),
         "weight_decay": (finite(self.weight_decay) and self.weight_decay >= 0,
                          "a finite number >= 0"),
-        "dropout": (finite(self.dropout) and 0 <= self.dropout < 1, "in [0, 1)"),
+        "dropout": (finite(self.dropout) and 0 <= self.dropout < 1,
+                    "in [0, 1)"),
         "learning_rate": (self.learning_rate is None or (
             finite(self.learning_rate) and self.learning_rate > 0),
                           "a finite number > 0"),
@@ -148,8 +149,9 @@ class TrainState:
 class TrainData:
   """Training and test arrays; inputs and/or labels may carry a seed axis.
 
-  ``train_index`` (S, m) optionally restricts seed ``s`` to the training examples
-  ``train_index[s]`` (subset training); by default every seed sees all of them.
+  ``train_index`` (S, m) optionally restricts seed ``s`` to the training
+  examples ``train_index[s]`` (subset training); by default every seed sees
+  all of them.
   """
 
   x_train: Any
@@ -326,8 +328,8 @@ class Trainer:
 
   def logits(self, params, batch_stats, x):
     """Eval-mode logits of one seed over all of ``x``, in eval-sized chunks."""
-    return chunking.batched(lambda xb: self.apply(params, batch_stats, xb)[0], x,
-                   self.config.eval_batch_size)
+    return chunking.batched(lambda xb: self.apply(params, batch_stats, xb)[0],
+                            x, self.config.eval_batch_size)
 
   def evaluate_one(self, state, x, y):
     """Clean eval-mode per-example (losses, correct) of one seed."""
@@ -341,7 +343,8 @@ class Trainer:
     return jax.vmap(self.evaluate_one, in_axes=in_axes)(state, x, y)
 
 
-def cached_trainer(config: TrainConfig, input_shape, num_classes: int) -> Trainer:
+def cached_trainer(config: TrainConfig, input_shape,
+                   num_classes: int) -> Trainer:
   """One Trainer (and so one set of compiled functions) per compiled config
   (``TrainConfig.COMPILED`` groups) and shape; its config holds the run
   group's defaults."""

@@ -228,7 +228,8 @@ class ConvergenceClaimsTest(parameterized.TestCase):
     self.assertEqual(verdicts(claims, "randY takes more epochs"),
                      ["NOT REPRODUCED"])
 
-  def test_noise_not_fit_where_it_only_weakens_a_claim_counts_as_the_budget(self):
+  def test_noise_not_fit_where_it_only_weakens_a_claim_counts_as_the_budget(
+      self):
     summary = convergence_summary(
         {"real": REAL_BY_SIZE, "randY": GROWING[:-1] + [None]},
         {"real": REAL_BY_WIDTH, "randY": [None] + SHRINKING[1:]})

@@ -32,7 +32,8 @@ class LassTest(absltest.TestCase):
     # The l-inf distance from x to the boundary w.x + b = 0 is |margin| / |w|_1.
     reach = self.radius * float(jnp.abs(self.w).sum())
     base = rng.normal(size=(40, 12)).astype(np.float32)
-    margins = np.concatenate([rng.uniform(0.1, 0.8, 20), rng.uniform(1.3, 3, 20)])
+    margins = np.concatenate([rng.uniform(0.1, 0.8, 20),
+                              rng.uniform(1.3, 3, 20)])
     margins *= reach * np.where(np.arange(40) % 2, 1, -1)
     # Move each base point along w until its margin is the one chosen above.
     base_margin = base @ np.asarray(self.w) + self.b
@@ -189,7 +190,8 @@ class SeedCsrTest(absltest.TestCase):
     result = complexity.seed_lass(trainer, state, x, lass_config, search_keys,
                                   per_seed_inputs=True)
     chex.assert_shape(result.adversarial, (2, 5, 4, 4, 1))
-    self.assertLessEqual(float(jnp.abs(result.adversarial - x).max()), 0.5 + 1e-6)
+    self.assertLessEqual(float(jnp.abs(result.adversarial - x).max()),
+                         0.5 + 1e-6)
 
   def test_per_seed_boxes_match_one_seed_at_a_time(self):
     config = training.TrainConfig(model="mlp1x8", num_seeds=2)

@@ -213,8 +213,8 @@ class ModelTrainingTest(parameterized.TestCase):
     def run():
       trainer = training.Trainer(config, shape, 10)  # traced afresh
       seed_keys = keys.seed_keys(config.seed, config.num_seeds)
-      state, losses = trainer.train_epoch(trainer.init(seed_keys), seed_keys, 0, x, y,
-                                          index)
+      state, losses = trainer.train_epoch(trainer.init(seed_keys), seed_keys,
+                                          0, x, y, index)
       return state.params, state.batch_stats, losses
 
     fast = run()

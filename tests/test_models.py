@@ -74,7 +74,8 @@ class ModelTest(parameterized.TestCase):
       self.assertEqual(eqn.params["dimension_numbers"], canonical)
       self.assertEqual(eqn.params["feature_group_count"], 1)
     self.assertEmpty(list(equations(
-        jax.make_jaxpr(jax.grad(loss))(params).jaxpr, "select_and_scatter_add")))
+        jax.make_jaxpr(jax.grad(loss))(params).jaxpr,
+        "select_and_scatter_add")))
 
   def test_dropout_only_in_training(self):
     model = models.build("mlp1x64", (4, 4, 1), 3, nnx.Rngs(0), dropout=0.5)

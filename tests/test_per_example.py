@@ -34,7 +34,8 @@ def seed_slice(state, s):
 
 def loop_loss(trainer, params, batch_stats, xi, yi):
   model_logits, _ = trainer.apply(params, batch_stats, xi[None])
-  return optax.softmax_cross_entropy_with_integer_labels(model_logits, yi[None])[0]
+  return optax.softmax_cross_entropy_with_integer_labels(model_logits,
+                                                         yi[None])[0]
 
 
 class PerExampleTest(parameterized.TestCase):

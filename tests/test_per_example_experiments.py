@@ -199,7 +199,8 @@ class LossSensitivityClaimsTest(parameterized.TestCase):
   def test_spread_reading_is_exploratory(self):
     for real, noise in ((0.6, 0.2), (0.2, 0.6)):
       claims = self.module.claims(self.summary(
-          sensitivity_condition(share=real), sensitivity_condition(share=noise)))
+          sensitivity_condition(share=real),
+          sensitivity_condition(share=noise)))
       spread = [c for c in claims if c.claim.startswith("off-diagonal g_ij")]
       self.assertLen(spread, 2)
       self.assertEqual({c.verdict for c in spread}, {"EXPLORATORY"})

@@ -22,7 +22,8 @@ def synthetic() -> data.Dataset:
 
 
 def run(name, key=0, **kwargs):
-  return rz.apply(synthetic(), rz.from_name(name, **kwargs), jax.random.key(key))
+  return rz.apply(synthetic(), rz.from_name(name, **kwargs),
+                  jax.random.key(key))
 
 
 def pixel_sets_equal(a, b):

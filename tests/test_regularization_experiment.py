@@ -242,8 +242,8 @@ class SplitTest(absltest.TestCase):
       np.testing.assert_array_equal(np.bincount(labels[index]), [100] * 10)
 
   def test_a_split_larger_than_the_data_names_both_flags(self):
-    with self.assertRaisesRegex(ValueError,
-                                "--train_size=3500 plus --validation_size=1000"):
+    with self.assertRaisesRegex(
+        ValueError, "--train_size=3500 plus --validation_size=1000"):
       sweep_lib.validation_split(np.repeat(np.arange(10), 400), 3500,
                                       1000, 0)
 

@@ -109,7 +109,8 @@ class UnrolledTest(absltest.TestCase):
     trainer, x, y = setup(1)
     key = keys.seed_keys(trainer.config.seed, trainer.config.num_seeds)[0]
     state = trainer.init_one(key)
-    xs, ys = x[:3 * BATCH].reshape(3, BATCH, 8, 8, 1), y[:3 * BATCH].reshape(3, -1)
+    xs, ys = (x[:3 * BATCH].reshape(3, BATCH, 8, 8, 1),
+              y[:3 * BATCH].reshape(3, -1))
     # The first minibatch full, the other two partial (their tails filler).
     weights = jnp.ones((3, BATCH)).at[1, 9:].set(0.0).at[2, 5:].set(0.0)
     jac = jax.jit(sensitivity.unrolled_jacobian, static_argnums=(0, 5))(
@@ -139,7 +140,8 @@ class UnrolledTest(absltest.TestCase):
     trainer, x, y = setup(1)
     key = keys.seed_keys(trainer.config.seed, trainer.config.num_seeds)[0]
     state = trainer.init_one(key)
-    xs, ys = x[:2 * BATCH].reshape(2, BATCH, 8, 8, 1), y[:2 * BATCH].reshape(2, -1)
+    xs, ys = (x[:2 * BATCH].reshape(2, BATCH, 8, 8, 1),
+              y[:2 * BATCH].reshape(2, -1))
     fn = jax.jit(sensitivity.unrolled_jacobian, static_argnums=(0, 5))
     chex.assert_trees_all_close(
         fn(trainer, state, key, xs, ys, False),
@@ -165,8 +167,10 @@ class EpochTest(absltest.TestCase):
     unrolled_jacobian = jax.jit(jax.jacrev(later_losses), static_argnums=1)
     train_step = jax.jit(trainer.train_step)
     for s in range(2):
-      st = jax.tree.map(lambda a: a[s], state)  # pylint: disable=cell-var-from-loop
-      batches = np.asarray(trainer.epoch_batches(seed_keys[s], 0, train_index[s]))
+      # pylint: disable-next=cell-var-from-loop
+      st = jax.tree.map(lambda a: a[s], state)
+      batches = np.asarray(trainer.epoch_batches(seed_keys[s], 0,
+                                                 train_index[s]))
       direct, unrolled = np.zeros(N), np.zeros(N)
       class_sum = np.zeros((10, 10))
       for t in range(steps):
@@ -176,8 +180,8 @@ class EpochTest(absltest.TestCase):
                                   y[b], "l1")
         if t + 1 < steps:
           later = batches[t + 1][:N - (t + 1) * BATCH]
-          jac = unrolled_jacobian(x[b], trainer, st, seed_keys[s], y[b], x[later],
-                                  y[later])
+          jac = unrolled_jacobian(x[b], trainer, st, seed_keys[s], y[b],
+                                  x[later], y[later])
           norms = np.abs(np.asarray(jac)).sum((2, 3, 4))  # (11, B)
           unrolled[b] += norms[-1]
           for j in range(10):
@@ -258,8 +262,9 @@ class CheckpointTest(absltest.TestCase):
       with self.assertRaises(KeyboardInterrupt):
         self.track()
     calls.clear()
-    with mock.patch.object(sensitivity, "_epoch_vmapped",
-                           lambda *args: calls.append(args[4]) or epoch_fn(*args)):
+    with mock.patch.object(
+        sensitivity, "_epoch_vmapped",
+        lambda *args: calls.append(args[4]) or epoch_fn(*args)):
       got = self.track()
     self.assertEqual(calls, [2])  # only the epoch that was lost
     self.assert_same(got, want)

@@ -60,7 +60,8 @@ def standardize_default(name):
     if isinstance(node, ast.Assign) and any(
         getattr(t, "id", None) == "MODE_DEFAULTS" for t in node.targets):
       # A dict of dict(...) calls with literal arguments.
-      modes = eval(compile(ast.Expression(node.value), name, "eval"),  # pylint: disable=eval-used
+      # pylint: disable-next=eval-used
+      modes = eval(compile(ast.Expression(node.value), name, "eval"),
                    {"__builtins__": {}, "dict": dict})
       return {mode: d["standardize"] for mode, d in modes.items()}
   raise AssertionError(f"{name}: cannot read the standardize default")

@@ -72,7 +72,8 @@ class HessianTest(absltest.TestCase):
     trainer, state, x, y = _tiny_problem(2)
     config = sharpness.SharpnessConfig(num_iterations=8, top_k=2)
     search_keys = jax.random.split(jax.random.key(0), 2)
-    stacked = sharpness.seed_sharpness(trainer, state, x, y, config, search_keys)
+    stacked = sharpness.seed_sharpness(trainer, state, x, y, config,
+                                       search_keys)
     chex.assert_shape(stacked["eigenvalues"], (2, 2))
     chex.assert_shape(stacked["epsilon_sharpness"], (2,))
     for s in range(2):

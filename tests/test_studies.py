@@ -140,7 +140,8 @@ class LabelNoiseOfTheDataTest(absltest.TestCase):
         train=training.TrainConfig(model="mlp1x8"), conditions=conditions,
         label_noise=label_noise)
 
-  def test_flips_defined_for_other_class_counts_are_refused_before_writing(self):
+  def test_flips_defined_for_other_class_counts_are_refused_before_writing(
+      self):
     hundred = dataclasses.replace(self.dataset, num_classes=100)
     workdir = os.path.join(tempfile.mkdtemp(), "run")
     with self.assertRaisesRegex(ValueError, "patrini_mnist.*100 classes"):
@@ -326,8 +327,9 @@ class LabelCorruptionClaimsTest(absltest.TestCase):
         [0.0, 1.0], [[0, None], [1, 2]]))
 
   def test_parse_models(self):
-    self.assertEqual(label_corruption.parse_models("mlp1x512, mlp1x64,mlp1x512"),
-                     ("mlp1x512", "mlp1x64"))
+    self.assertEqual(
+        label_corruption.parse_models("mlp1x512, mlp1x64,mlp1x512"),
+        ("mlp1x512", "mlp1x64"))
     with self.assertRaisesRegex(ValueError, "--model is empty"):
       label_corruption.parse_models(" , ")
     with self.assertRaisesRegex(ValueError, "--model: Unknown model 'resnet'"):

@@ -1,5 +1,6 @@
 """Many-seed training: vmapped seeds equal separate runs, resume, no retracing,
-per-epoch hooks (their carry, metrics.jsonl and kept states survive a resume)."""
+per-epoch hooks (their carry, metrics.jsonl and kept states survive a
+resume)."""
 
 import os
 import shutil
@@ -195,7 +196,8 @@ class RobustnessTest(absltest.TestCase):
     x_test[3] = np.inf
     bad = training.TrainData(train_data.x_train, train_data.y_train, x_test,
                              train_data.y_test, 10)
-    with self.assertRaisesRegex(FloatingPointError, r"test-set loss for seed \d+ after step \d+"):
+    with self.assertRaisesRegex(FloatingPointError,
+                                r"test-set loss for seed \d+ after step \d+"):
       engine.fit(config(max_epochs=1), bad)
 
   def test_invalid_configs(self):
