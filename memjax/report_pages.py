@@ -21,6 +21,7 @@ import dataclasses
 import glob
 import html
 import json
+import math
 import os
 import re
 
@@ -309,7 +310,8 @@ def verdict_summary(entry: Entry) -> str:
   return text
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+  """A wall or CPU time, in seconds below two minutes, else minutes."""
   return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
@@ -317,11 +319,13 @@ def run_time(entry: Entry) -> str:
   """Wall (and CPU) time of the process that wrote the results, '-' when
   not recorded."""
   timing = entry.results.get("timing")
-  if not isinstance(timing, dict) or "wall_seconds" not in timing:
+  seconds = lambda key: (timing[key] if isinstance(timing, dict) and isinstance(
+      timing.get(key), (int, float)) and math.isfinite(timing[key]) else None)
+  if seconds("wall_seconds") is None:
     return "-"
-  text = _duration(timing["wall_seconds"])
-  if "cpu_seconds" in timing:
-    text += f" ({_duration(timing['cpu_seconds'])} CPU)"
+  text = duration(seconds("wall_seconds"))
+  if seconds("cpu_seconds") is not None:
+    text += f" ({duration(seconds('cpu_seconds'))} CPU)"
   return text
 
 

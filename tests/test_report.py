@@ -143,6 +143,15 @@ class ReportTest(absltest.TestCase):
     for path in figures:
       self.assertIn(f"]({os.path.relpath(path, out)})", markdown)
 
+  def test_run_time_without_a_usable_timing_is_a_dash(self):
+    entry = report_pages.Entry("a", {"timing": {"wall_seconds": 75.0,
+                                                "cpu_seconds": 130.0}}, ())
+    self.assertEqual(report_pages.run_time(entry), "75 s (2.2 min CPU)")
+    for timing in (None, "fast", {}, {"wall_seconds": "abc"},
+                   {"wall_seconds": float("nan")}):
+      entry = report_pages.Entry("a", {"timing": timing}, ())
+      self.assertEqual(report_pages.run_time(entry), "-", timing)
+
   def test_readme_table_is_regenerated_idempotently(self):
     readme = self.output("README.md")
     with open(readme, "w", encoding="utf-8") as f:
@@ -170,6 +179,12 @@ class ReportTest(absltest.TestCase):
       n = len(self.results[name]["claims"])
       self.assertEqual(row.count("<br>"), n - 1)
       self.assertIn("reproduced", row)
+      # The last cell: the wall and CPU time the run recorded.
+      timing = self.results[name]["timing"]
+      self.assertGreater(timing["wall_seconds"], 0)
+      self.assertTrue(row.endswith(
+          f"| {report_pages.duration(timing['wall_seconds'])} "
+          f"({report_pages.duration(timing['cpu_seconds'])} CPU) |"), row)
     mtime = os.stat(readme).st_mtime_ns
     code, stdout, err = execute(args)
     self.assertEqual(code, 0, err)
