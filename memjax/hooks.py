@@ -47,6 +47,7 @@ import dataclasses
 import json
 import math
 import os
+import struct
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -175,25 +176,74 @@ class MetricsLog(Hook):
       f.writelines(metrics_lines(rows, event.config.seed, event.epoch))
 
 
+def _tensorboardx():
+  """tensorboardX's (event_pb2, summary_pb2, masked_crc32c), imported on
+  first use: importing tensorboardX takes a second."""
+  # pylint: disable-next=g-import-not-at-top
+  from tensorboardX.proto import event_pb2, summary_pb2
+  # pylint: disable-next=g-import-not-at-top
+  from tensorboardX.record_writer import masked_crc32c
+  return event_pb2, summary_pb2, masked_crc32c
+
+
+def _event_record(event) -> bytes:
+  """One event as a TFRecord: length, its checksum, data, its checksum."""
+  masked_crc32c = _tensorboardx()[2]
+  data = event.SerializeToString()
+  header = struct.pack("Q", len(data))
+  return (header + struct.pack("I", masked_crc32c(header)) + data
+          + struct.pack("I", masked_crc32c(data)))
+
+
+def read_events(path: str) -> list | None:
+  """The events of the TFRecord file ``path``; None if it cannot be read or
+  a record is damaged (a checksum does not match)."""
+  event_pb2, _, masked_crc32c = _tensorboardx()
+  try:
+    with open(path, "rb") as f:
+      data = f.read()
+  except OSError:
+    return None
+  events, offset = [], 0
+  while offset < len(data):
+    if offset + 12 > len(data):
+      return None
+    header = data[offset:offset + 8]
+    (length,) = struct.unpack("Q", header)
+    (header_crc,) = struct.unpack("I", data[offset + 8:offset + 12])
+    body, end = data[offset + 12:offset + 12 + length], offset + 16 + length
+    if (end > len(data) or header_crc != masked_crc32c(header)
+        or struct.unpack("I", data[end - 4:end])[0] != masked_crc32c(body)):
+      return None
+    events.append(event_pb2.Event.FromString(body))
+    offset = end
+  return events
+
+
+def _timeless(event) -> bytes:
+  """``event`` serialized without its wall time, for comparing contents."""
+  copy = type(event)()
+  copy.CopyFrom(event)
+  copy.ClearField("wall_time")
+  return copy.SerializeToString()
+
+
 class TensorBoardLog(Hook):
   """Writes ``folder/events.out.tfevents.memjax``: every history value of
   every epoch as the scalar ``<name>/seed_<seed>`` at that lane's training
   step, so that ``tensorboard --logdir runs`` shows the curves live.
 
-  Written with tensorboardX's record writer (protobuf only, no TensorFlow;
-  imported on first use because importing tensorboardX takes a second). Like
-  ``MetricsLog``, the file is rewritten from the restored history on start,
-  so a resumed run shows every epoch once."""
+  Written with tensorboardX's protocol buffers and checksum (no TensorFlow).
+  Like ``MetricsLog``, the file is rewritten from the restored history on
+  start, so a resumed run shows every epoch once, and a resumed run whose
+  file already holds exactly its history leaves it untouched."""
 
   def __init__(self, folder: str):
     self.path = os.path.join(folder, EVENTS_FILE)
-    self._writer = None
 
-  def _write(self, history: dict, first_seed: int, first_epoch: int) -> None:
-    # pylint: disable-next=g-import-not-at-top
-    from tensorboardX.proto import summary_pb2
-    # pylint: disable-next=g-import-not-at-top
-    from tensorboardX.proto import event_pb2
+  def _events(self, history: dict, first_seed: int, first_epoch: int) -> list:
+    event_pb2, summary_pb2, _ = _tensorboardx()
+    events = []
     for line in metrics_lines(history, first_seed, first_epoch):
       record = json.loads(line)
       values = [summary_pb2.Summary.Value(
@@ -201,33 +251,37 @@ class TensorBoardLog(Hook):
                 for name, value in sorted(record.items())
                 if name not in ("epoch", "seed", "step") and value is not None]
       step = record.get("step")
-      event = event_pb2.Event(
+      events.append(event_pb2.Event(
           wall_time=time.time(),
           step=record["epoch"] if step is None else step,
-          summary=summary_pb2.Summary(value=values))
-      self._writer.write(event.SerializeToString())
-    self._writer.flush()
+          summary=summary_pb2.Summary(value=values)))
+    return events
 
   def start(self, run: RunStart) -> None:
     if jax.process_index() != 0:
       return
-    # pylint: disable-next=g-import-not-at-top
-    from tensorboardX import record_writer
-    # pylint: disable-next=g-import-not-at-top
-    from tensorboardX.proto import event_pb2
+    event_pb2 = _tensorboardx()[0]
     checkpointing.register(self.path)
     os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-    self._writer = record_writer.RecordWriter(self.path)  # truncates
-    self._writer.write(event_pb2.Event(
-        wall_time=time.time(),
-        file_version="brain.Event:2").SerializeToString())
-    self._write(run.history, run.config.seed, 1)
+    events = [event_pb2.Event(wall_time=time.time(),
+                              file_version="brain.Event:2"),
+              *self._events(run.history, run.config.seed, 1)]
+    written = read_events(self.path) if os.path.exists(self.path) else None
+    if written is not None and list(map(_timeless, written)) == list(
+        map(_timeless, events)):
+      return  # a resumed run leaves an intact log untouched
+    tmp = self.path + ".tmp"
+    with open(tmp, "wb") as f:
+      f.writelines(map(_event_record, events))
+    os.replace(tmp, self.path)
 
   def end_epoch(self, event: EpochEnd) -> None:
     if jax.process_index() != 0:
       return
     rows = {k: np.asarray(v)[None] for k, v in event.row.items()}
-    self._write(rows, event.config.seed, event.epoch)
+    with open(self.path, "ab") as f:
+      f.writelines(map(_event_record,
+                       self._events(rows, event.config.seed, event.epoch)))
 
 
 def kept_state_path(checkpoint_dir: str, epoch: int) -> str:

@@ -33,6 +33,7 @@ import numpy as np
 from experiments import random_labels
 from memjax import checkpointing
 from memjax import cli
+from memjax import hooks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -305,9 +306,13 @@ class HostileTest(parameterized.TestCase):
                "--checkpoint_seconds=0", f"--workdir={workdir}"]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+    # Interrupt once the first epoch is logged (synchronously, unlike the
+    # asynchronous checkpoints, which may only show up near the end of the
+    # run on a loaded machine): tens of epochs are then still to go.
     deadline = time.monotonic() + 300
-    checkpoints = os.path.join(workdir, "random_labels", "checkpoints", "*", "")
-    while not glob.glob(checkpoints) and time.monotonic() < deadline:
+    log = os.path.join(workdir, "random_labels", "checkpoints",
+                       hooks.METRICS_FILE)
+    while time.monotonic() < deadline and logged_lines(log) < 2:
       time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)
@@ -320,6 +325,15 @@ class HostileTest(parameterized.TestCase):
                              check=False, cwd=ROOT, timeout=600)
     self.assertEqual(resumed.returncode, 0, resumed.stderr[-3000:])
     self.assertTrue(os.path.exists(os.path.join(workdir, "results.json")))
+
+
+def logged_lines(path: str) -> int:
+  """Lines in the metrics log at ``path`` (0 while it does not exist)."""
+  try:
+    with open(path) as f:
+      return len(f.readlines())
+  except OSError:
+    return 0
 
 
 if __name__ == "__main__":

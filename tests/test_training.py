@@ -362,20 +362,29 @@ class HooksTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, "needs a checkpoint_dir"):
       engine.fit(config(), digits(), keep_epochs=(1,))
 
-  def test_resuming_a_finished_run_leaves_its_metrics_log_untouched(self):
+  def test_resuming_a_finished_run_leaves_its_logs_untouched(self):
     workdir = tempfile.mkdtemp()
     self.addCleanup(shutil.rmtree, workdir, True)
     checkpoints = os.path.join(workdir, "checkpoints")
     run = config(num_seeds=2, max_epochs=2, stop_when_fit=False)
     engine.fit(run, digits(), checkpoint_dir=checkpoints)
-    log = os.path.join(checkpoints, hooks.METRICS_FILE)
-    with open(log) as f:
-      written = f.read()
-    before = os.stat(log).st_mtime_ns
+    logs = [os.path.join(checkpoints, name)
+            for name in (hooks.METRICS_FILE, hooks.EVENTS_FILE)]
+    written = {}
+    for log in logs:
+      with open(log, "rb") as f:
+        written[log] = (f.read(), os.stat(log).st_mtime_ns)
     engine.fit(run, digits(), checkpoint_dir=checkpoints)
-    self.assertEqual(os.stat(log).st_mtime_ns, before)
-    with open(log) as f:
-      self.assertEqual(f.read(), written)
+    for log in logs:
+      with open(log, "rb") as f:
+        self.assertEqual((f.read(), os.stat(log).st_mtime_ns), written[log])
+    # A damaged events file is rewritten from the history.
+    with open(logs[1], "r+b") as f:
+      f.seek(-3, os.SEEK_END)
+      f.write(b"xyz")
+    self.assertIsNone(hooks.read_events(logs[1]))
+    engine.fit(run, digits(), checkpoint_dir=checkpoints)
+    self.assertLen(tensorboard_scalars(logs[1]), 2 * 2 * 5)
 
 
 def tensorboard_scalars(path: str) -> dict:
