@@ -49,6 +49,11 @@ SOURCES = {
     "regularization_table1": "Zhang et al. 2017, Table 1",
     "regularization_sweep": "Arpit et al. 2017, Fig. 10",
     "memorization_scores": "Feldman & Zhang 2020, Jiang et al. 2021",
+    "data_pruning": "Paul et al. 2021, Fig. 1 / Toneva et al. 2019, Fig. 5",
+    "score_atlas": "Paul et al. 2021, Toneva et al. 2019, Feldman & Zhang "
+                   "2020, Jiang et al. 2021, Arpit et al. 2017",
+    "compare_scores": "Jiang et al. 2021 / Feldman & Zhang 2020 (published "
+                      "scores)",
 }
 # Experiments whose script takes a mode: experiment -> command line.
 COMMANDS = {
