@@ -304,6 +304,11 @@ class HostileTest(parameterized.TestCase):
                "--conditions=random_labels", "--train_size=1024",
                "--test_size=128", "--seeds=2", "--max_epochs=200",
                "--checkpoint_seconds=0", f"--workdir={workdir}"]
+    # A suite started in the background (`cmd &`) ignores SIGINT, and its
+    # children would inherit that; a handler (reset to the default at exec)
+    # gives the child the Ctrl-C of a terminal.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    self.addCleanup(signal.signal, signal.SIGINT, previous)
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     # Interrupt once the first epoch is logged (synchronously, unlike the
