@@ -123,57 +123,79 @@ def _json_value(value) -> float | int | None:
   return value
 
 
-def metrics_lines(history: dict, first_seed: int,
-                  first_epoch: int = 1) -> list[str]:
-  """JSON lines of the (epochs, S) arrays of ``history``: one per epoch and
-  seed, with the epoch (``first_epoch`` for row 0), the seed and the row's
-  values (the step as an integer)."""
+def history_records(history: dict, first_seed: int,
+                    first_epoch: int = 1) -> list[dict]:
+  """The (epochs, S) arrays of ``history`` as one record per epoch and seed:
+  the epoch (``first_epoch`` for row 0), the seed and the row's values (the
+  step as an integer, None where not measured)."""
   keys = sorted(k for k in history if np.ndim(history[k]) == 2)
   epochs, seeds = np.shape(history[keys[0]]) if keys else (0, 0)
-  lines = []
+  records = []
   for row in range(epochs):
     for lane in range(seeds):
       record = {"epoch": first_epoch + row, "seed": first_seed + lane}
       record.update((k, _json_value(history[k][row][lane])) for k in keys)
       if record.get("step") is not None:
         record["step"] = int(record["step"])
-      lines.append(json.dumps(record) + "\n")
-  return lines
+      records.append(record)
+  return records
 
 
-class MetricsLog(Hook):
-  """Appends one JSON line per epoch and seed to ``path`` as training goes.
+class HistoryLog(Hook):
+  """A file of the run's history that grows as training goes: on start it is
+  rewritten from the restored history (left untouched when it already holds
+  exactly that), so a resumed run never duplicates or loses an epoch; after
+  every epoch that epoch's rows are appended. Subclasses say how rows become
+  bytes (``encode``, and ``header`` for the file's start) and when an
+  existing file counts as intact."""
 
-  Each line holds ``epoch``, ``seed`` and the history row's values
-  (``step``, ``batch_loss``, ``train_loss``, ``train_acc``, ``test_loss``,
-  ``test_acc``; null where not measured). At the start the file is rewritten
-  from the restored history, so a resumed run never duplicates or loses a
-  line and the file always equals the history."""
+  path: str
 
-  def __init__(self, path: str):
-    self.path = path
+  def header(self) -> list[bytes]:
+    return []
+
+  def encode(self, history: dict, first_seed: int,
+             first_epoch: int) -> list[bytes]:
+    raise NotImplementedError
+
+  def intact(self, written: bytes, expected: list[bytes]) -> bool:
+    return written == b"".join(expected)
 
   def start(self, run: RunStart) -> None:
     if jax.process_index() != 0:
       return
     checkpointing.register(self.path)
     os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-    lines = metrics_lines(run.history, run.config.seed)
+    expected = self.header() + self.encode(run.history, run.config.seed, 1)
     if os.path.exists(self.path):
-      with open(self.path) as f:
-        if f.readlines() == lines:
-          return  # a resumed run leaves an intact log untouched
+      with open(self.path, "rb") as f:
+        if self.intact(f.read(), expected):
+          return
     tmp = self.path + ".tmp"
-    with open(tmp, "w") as f:
-      f.writelines(lines)
+    with open(tmp, "wb") as f:
+      f.writelines(expected)
     os.replace(tmp, self.path)
 
   def end_epoch(self, event: EpochEnd) -> None:
     if jax.process_index() != 0:
       return
     rows = {k: np.asarray(v)[None] for k, v in event.row.items()}
-    with open(self.path, "a") as f:
-      f.writelines(metrics_lines(rows, event.config.seed, event.epoch))
+    with open(self.path, "ab") as f:
+      f.writelines(self.encode(rows, event.config.seed, event.epoch))
+
+
+class MetricsLog(HistoryLog):
+  """``path``: one JSON line per epoch and seed, holding ``epoch``, ``seed``
+  and the history row's values (``step``, ``batch_loss``, ``train_loss``,
+  ``train_acc``, ``test_loss``, ``test_acc``; null where not measured); the
+  file always equals the history."""
+
+  def __init__(self, path: str):
+    self.path = path
+
+  def encode(self, history, first_seed, first_epoch):
+    return [(json.dumps(r) + "\n").encode()
+            for r in history_records(history, first_seed, first_epoch)]
 
 
 def _tensorboardx():
@@ -198,12 +220,15 @@ def _event_record(event) -> bytes:
 def read_events(path: str) -> list | None:
   """The events of the TFRecord file ``path``; None if it cannot be read or
   a record is damaged (a checksum does not match)."""
-  event_pb2, _, masked_crc32c = _tensorboardx()
   try:
     with open(path, "rb") as f:
-      data = f.read()
+      return _parse_events(f.read())
   except OSError:
     return None
+
+
+def _parse_events(data: bytes) -> list | None:
+  event_pb2, _, masked_crc32c = _tensorboardx()
   events, offset = [], 0
   while offset < len(data):
     if offset + 12 > len(data):
@@ -228,60 +253,40 @@ def _timeless(event) -> bytes:
   return copy.SerializeToString()
 
 
-class TensorBoardLog(Hook):
-  """Writes ``folder/events.out.tfevents.memjax``: every history value of
-  every epoch as the scalar ``<name>/seed_<seed>`` at that lane's training
-  step, so that ``tensorboard --logdir runs`` shows the curves live.
-
-  Written with tensorboardX's protocol buffers and checksum (no TensorFlow).
-  Like ``MetricsLog``, the file is rewritten from the restored history on
-  start, so a resumed run shows every epoch once, and a resumed run whose
-  file already holds exactly its history leaves it untouched."""
+class TensorBoardLog(HistoryLog):
+  """``folder/events.out.tfevents.memjax``: every history value of every
+  epoch as the scalar ``<name>/seed_<seed>`` at that lane's training step, so
+  that ``tensorboard --logdir runs`` shows the curves live. Written with
+  tensorboardX's protocol buffers and checksum (no TensorFlow); an existing
+  file is intact when its events equal the history's but for wall times."""
 
   def __init__(self, folder: str):
     self.path = os.path.join(folder, EVENTS_FILE)
 
-  def _events(self, history: dict, first_seed: int, first_epoch: int) -> list:
+  def header(self):
+    event_pb2 = _tensorboardx()[0]
+    return [_event_record(event_pb2.Event(wall_time=time.time(),
+                                          file_version="brain.Event:2"))]
+
+  def encode(self, history, first_seed, first_epoch):
     event_pb2, summary_pb2, _ = _tensorboardx()
-    events = []
-    for line in metrics_lines(history, first_seed, first_epoch):
-      record = json.loads(line)
+    records = []
+    for record in history_records(history, first_seed, first_epoch):
       values = [summary_pb2.Summary.Value(
           tag=f"{name}/seed_{record['seed']}", simple_value=value)
                 for name, value in sorted(record.items())
                 if name not in ("epoch", "seed", "step") and value is not None]
       step = record.get("step")
-      events.append(event_pb2.Event(
+      records.append(_event_record(event_pb2.Event(
           wall_time=time.time(),
           step=record["epoch"] if step is None else step,
-          summary=summary_pb2.Summary(value=values)))
-    return events
+          summary=summary_pb2.Summary(value=values))))
+    return records
 
-  def start(self, run: RunStart) -> None:
-    if jax.process_index() != 0:
-      return
-    event_pb2 = _tensorboardx()[0]
-    checkpointing.register(self.path)
-    os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-    events = [event_pb2.Event(wall_time=time.time(),
-                              file_version="brain.Event:2"),
-              *self._events(run.history, run.config.seed, 1)]
-    written = read_events(self.path) if os.path.exists(self.path) else None
-    if written is not None and list(map(_timeless, written)) == list(
-        map(_timeless, events)):
-      return  # a resumed run leaves an intact log untouched
-    tmp = self.path + ".tmp"
-    with open(tmp, "wb") as f:
-      f.writelines(map(_event_record, events))
-    os.replace(tmp, self.path)
-
-  def end_epoch(self, event: EpochEnd) -> None:
-    if jax.process_index() != 0:
-      return
-    rows = {k: np.asarray(v)[None] for k, v in event.row.items()}
-    with open(self.path, "ab") as f:
-      f.writelines(map(_event_record,
-                       self._events(rows, event.config.seed, event.epoch)))
+  def intact(self, written, expected):
+    events = _parse_events(written)
+    return events is not None and list(map(_timeless, events)) == list(
+        map(_timeless, _parse_events(b"".join(expected))))
 
 
 def kept_state_path(checkpoint_dir: str, epoch: int) -> str:
