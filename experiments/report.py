@@ -46,6 +46,8 @@ minute on a 2-core CPU, mostly importing JAX.
 """
 
 import dataclasses
+import importlib.util
+import json
 import os
 import shutil
 import sys
@@ -126,11 +128,44 @@ def write_text(path: str, text: str) -> str:
   return path
 
 
+def default_config(experiment: str) -> dict | None:
+  """The config.json that ``experiment``'s default command writes (as
+  results.json records it), or None when that command needs flags (e.g.
+  compare_scores' files) or is not one of memjax's experiments."""
+  script, *args = report_pages.COMMANDS.get(
+      experiment, f"python experiments/{experiment}.py").split()[1:]
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                      os.path.basename(script))
+  if not os.path.isfile(path):
+    return None
+  try:
+    config = cli.from_args(experiment_module(path), args)[0]
+  except ValueError:
+    return None
+  return json.loads(json.dumps(cli.config_dict(config)))
+
+
+def experiment_module(path: str):
+  """The experiment module in ``path`` (a file beside this one), loaded once
+  per process: the experiments are a package, but ``python
+  experiments/report.py`` does not make it importable."""
+  name = "experiments." + os.path.splitext(os.path.basename(path))[0]
+  if name not in sys.modules:
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+  return sys.modules[name]
+
+
 def run(config: ReportConfig, workdir: str,
         control: cli.RunControl = cli.RunControl()) -> dict:
   """Writes what ``config.mode`` asks for; returns the paths written and the
   page's size in bytes."""
-  entries = report_pages.collect(config.runs)
+  found = report_pages.collect(config.runs)
+  defaults = {e.experiment: default_config(e.experiment) for e in found}
+  entries = report_pages.collect(
+      config.runs, {k: v for k, v in defaults.items() if v is not None})
   if not entries:
     raise ValueError(f"no results.json under --runs {config.runs!r}; run an "
                      "experiment first, e.g. python experiments/"

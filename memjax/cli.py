@@ -437,9 +437,15 @@ def main(experiment) -> None:
 
 @contextlib.contextmanager
 def _flags_of(experiment, args):
-  """absl's FLAGS holding ``experiment``'s flags parsed from ``args``, for the
-  duration only, so that one process can run several experiments."""
-  before = set(flags.FLAGS)
+  """absl's FLAGS holding only ``experiment``'s flags, parsed from ``args``,
+  for the duration; the flags defined before (e.g. those of a running
+  command, which may share names such as --workdir) are set aside with their
+  values and restored after, so that one process can run several
+  experiments, also from within another's command line."""
+  aside = {name: flags.FLAGS[name] for name in list(flags.FLAGS)}
+  was_parsed = flags.FLAGS.is_parsed()
+  for name in aside:
+    delattr(flags.FLAGS, name)
   experiment.define_flags()
   try:
     try:
@@ -449,8 +455,13 @@ def _flags_of(experiment, args):
     yield flags.FLAGS, rest[1:]
   finally:
     flags.FLAGS.unparse_flags()
-    for name in set(flags.FLAGS) - before:
+    for name in list(flags.FLAGS):
       delattr(flags.FLAGS, name)
+    for name, flag in aside.items():
+      if name == flag.name:  # a short name comes back with its flag
+        flags.FLAGS[name] = flag
+    if was_parsed:
+      flags.FLAGS.mark_as_parsed()
 
 
 def from_args(experiment, args) -> tuple:

@@ -152,6 +152,10 @@ class Entry:
   folder: str
   results: dict
   figures: tuple[str, ...]
+  # Config settings (dotted paths) that differ from the experiment's default
+  # command, so that a --smoke or otherwise changed run is never shown as the
+  # default's result; None where no default was compared.
+  changed: tuple[str, ...] | None = None
 
   @property
   def experiment(self) -> str:
@@ -202,10 +206,28 @@ def load_entry(path: str, root: str) -> Entry:
                tuple(sorted(glob.glob(os.path.join(folder, "*.png")))))
 
 
-def collect(root: str) -> list[Entry]:
+def config_changes(config, default, path: str = "") -> tuple[str, ...]:
+  """The dotted paths at which the JSON ``config`` differs from ``default``.
+  A setting the run's config lacks is not a difference: the run predates it,
+  so it could not have been set."""
+  if isinstance(config, dict) and isinstance(default, dict):
+    return tuple(change for key in sorted(config)
+                 for change in config_changes(
+                     config.get(key), default.get(key),
+                     f"{path}.{key}" if path else key))
+  return () if config == default else (path or "config",)
+
+
+def collect(root: str, defaults: dict | None = None) -> list[Entry]:
   """The Entries of every results.json under ``root``, in the README's order
-  of experiments (others after, by name), then by folder."""
+  of experiments (others after, by name), then by folder. ``defaults``:
+  experiment -> the config.json of its default command, to mark the runs
+  whose settings differ."""
   entries = [load_entry(p, root) for p in find_results(root)]
+  if defaults:
+    entries = [dataclasses.replace(e, changed=config_changes(
+        e.results["config"], defaults[e.experiment]))
+               if e.experiment in defaults else e for e in entries]
   order = {name: i for i, name in enumerate(SOURCES)}
   return sorted(entries, key=lambda e: (order.get(e.experiment, len(order)),
                                         e.experiment, e.folder))
@@ -248,8 +270,20 @@ def short_claim(text: str, width: int = 70) -> str:
 
 
 def command(entry: Entry) -> str:
+  """The default command of the entry's experiment."""
   name = entry.experiment
   return COMMANDS.get(name, f"python experiments/{name}.py")
+
+
+def changed_note(entry: Entry) -> str:
+  """'' for a run of the default command (or one not compared), else which
+  settings differ from it."""
+  if not entry.changed:
+    return ""
+  shown = ", ".join(entry.changed[:3])
+  more = len(entry.changed) - 3
+  return ("NOT the default command's run: other " + shown
+          + (f" and {more} more settings" if more > 0 else ""))
 
 
 def _find(config, key: str):
@@ -367,7 +401,9 @@ def markdown(entries: list[Entry], root: str, output_dir: str) -> str:
     lines += ["", f'<a id="{_anchor(e)}"></a>', "",
               f"## {e.experiment} (`{e.folder}`)", "",
               f"{SOURCES.get(e.experiment, 'memjax')}; command: "
-              f"`{command(e)}`; {verdict_summary(e)}.", "", "Setup:", ""]
+              f"`{command(e)}`"
+              + (f" (**{changed_note(e)}**)" if changed_note(e) else "")
+              + f"; {verdict_summary(e)}.", "", "Setup:", ""]
     lines += [f"- {markdown_cell(line)}" for line in setup_lines(e.results)]
     lines += ["", "<details><summary>config (every setting)</summary>", "",
               "```json", json.dumps(e.results["config"], indent=1), "```", "",
@@ -440,8 +476,10 @@ def html_page(entries: list[Entry], root: str) -> str:
     parts += [f'<h2 id="{_anchor(e)}">{esc(e.experiment)} '
               f"(<code>{esc(e.folder)}</code>)</h2>",
               f"<p>{esc(SOURCES.get(e.experiment, 'memjax'))}; command: "
-              f"<code>{esc(command(e))}</code>; {esc(verdict_summary(e))}."
-              "</p>", "<p>Setup:</p><ul>"]
+              f"<code>{esc(command(e))}</code>"
+              + (f" (<strong>{esc(changed_note(e))}</strong>)"
+                 if changed_note(e) else "")
+              + f"; {esc(verdict_summary(e))}.</p>", "<p>Setup:</p><ul>"]
     parts += [f"<li>{esc(line)}</li>" for line in setup_lines(e.results)]
     parts += ["</ul>", "<details><summary>config (every setting)</summary>"
               f"<pre>{esc(json.dumps(e.results['config'], indent=1))}</pre>"
@@ -481,6 +519,8 @@ def readme_table(entries: list[Entry], root: str) -> str:
     cmd = f"`{command(e)}`"
     if os.path.basename(e.folder) != e.experiment:
       cmd += f" (`{e.folder}`)"
+    if changed_note(e):
+      cmd += f" (**{markdown_cell(changed_note(e))}**)"
     claims = []
     for claim in e.results["claims"]:
       verdict = claim["verdict"].lower()

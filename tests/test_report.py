@@ -143,6 +143,25 @@ class ReportTest(absltest.TestCase):
     for path in figures:
       self.assertIn(f"]({os.path.relpath(path, out)})", markdown)
 
+  def test_config_changes(self):
+    default = {"data": {"train_size": 4000, "name": "mnist5k"},
+               "train": {"seeds": 5, "eval_every": 1}}
+    self.assertEqual(report_pages.config_changes(default, default), ())
+    run = {"data": {"train_size": 256, "name": "mnist5k"},
+           "train": {"seeds": 5, "removed_flag": 1}}  # predates eval_every
+    self.assertEqual(report_pages.config_changes(run, default),
+                     ("data.train_size", "train.removed_flag"))
+    self.assertEqual(report_pages.config_changes({"a": [1, 2]}, {"a": [1]}),
+                     ("a",))
+
+  def test_default_config_is_the_default_commands(self):
+    default = report.default_config("random_labels")
+    config, _, _ = cli.from_args(random_labels, [])
+    self.assertEqual(default, json.loads(json.dumps(cli.config_dict(config))))
+    self.assertIsNotNone(report.default_config("regularization_table1"))
+    self.assertIsNone(report.default_config("compare_scores"))  # needs files
+    self.assertIsNone(report.default_config("no_such_experiment"))
+
   def test_run_time_without_a_usable_timing_is_a_dash(self):
     entry = report_pages.Entry("a", {"timing": {"wall_seconds": 75.0,
                                                 "cpu_seconds": 130.0}}, ())
@@ -179,6 +198,8 @@ class ReportTest(absltest.TestCase):
       n = len(self.results[name]["claims"])
       self.assertEqual(row.count("<br>"), n - 1)
       self.assertIn("reproduced", row)
+      # A --smoke run is never shown as the default command's result.
+      self.assertIn("**NOT the default command's run: other ", row)
       # The last cell: the wall and CPU time the run recorded.
       timing = self.results[name]["timing"]
       self.assertGreater(timing["wall_seconds"], 0)
