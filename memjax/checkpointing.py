@@ -186,6 +186,22 @@ def _read_config(path: str) -> dict:
                      "--overwrite to start again.") from None
 
 
+# A setting one of two configs lacks (config_changes).
+ABSENT = type("Absent", (), {"__repr__": lambda self: "ABSENT"})()
+
+
+def config_changes(config, other, path: str = "") -> list[tuple]:
+  """(dotted path, value in ``config``, value in ``other``) wherever the two
+  JSON configs differ, nested objects compared setting by setting; a setting
+  only one of them has is ``ABSENT`` in the other."""
+  if isinstance(config, dict) and isinstance(other, dict):
+    return [change for key in sorted(set(config) | set(other))
+            for change in config_changes(
+                config.get(key, ABSENT), other.get(key, ABSENT),
+                f"{path}.{key}" if path else key)]
+  return [] if config == other else [(path or "config", config, other)]
+
+
 def prepare_workdir(workdir: str, config: dict,
                     overwrite: bool = False) -> None:
   """Claims ``workdir`` for ``config``: creates it with the marker, takes the
@@ -233,14 +249,20 @@ def prepare_workdir(workdir: str, config: dict,
   if os.path.exists(path):
     saved = _read_config(path)
     if saved != normalized:
-      changed = sorted(k for k in set(saved) | set(normalized)
-                       if saved.get(k) != normalized.get(k))
-      details = ", ".join(f"{k}: {saved.get(k)!r} -> {normalized.get(k)!r}"
-                          for k in changed)
+      changes = config_changes(saved, normalized)
+      details = ", ".join(
+          f"{key}: {'(absent)' if old is ABSENT else repr(old)} -> "
+          f"{'(absent)' if new is ABSENT else repr(new)}"
+          for key, old, new in changes)
+      newer = any(old is ABSENT for _, old, _ in changes)
       raise ValueError(
-          f"Workdir {workdir!r} holds a run with different flags ({details}). "
-          "Re-run with the original flags to resume, choose another --workdir, "
-          "or pass --overwrite to delete it and start again.")
+          f"Workdir {workdir!r} holds a run with different settings "
+          f"({details}). "
+          + ("A setting absent from that run was added to memjax after it "
+             "ran, so this version cannot resume it: " if newer else
+             "Re-run with the original flags to resume, ")
+          + "choose another --workdir, or pass --overwrite to delete it and "
+          "start again.")
     return
   tmp = path + ".tmp"
   with open(tmp, "w") as f:

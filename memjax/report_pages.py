@@ -25,6 +25,7 @@ import math
 import os
 import re
 
+from memjax import checkpointing
 from memjax import reporting
 
 START_MARKER = "<!-- results:start -->"
@@ -206,16 +207,13 @@ def load_entry(path: str, root: str) -> Entry:
                tuple(sorted(glob.glob(os.path.join(folder, "*.png")))))
 
 
-def config_changes(config, default, path: str = "") -> tuple[str, ...]:
-  """The dotted paths at which the JSON ``config`` differs from ``default``.
-  A setting the run's config lacks is not a difference: the run predates it,
-  so it could not have been set."""
-  if isinstance(config, dict) and isinstance(default, dict):
-    return tuple(change for key in sorted(config)
-                 for change in config_changes(
-                     config.get(key), default.get(key),
-                     f"{path}.{key}" if path else key))
-  return () if config == default else (path or "config",)
+def config_changes(config: dict, default: dict) -> tuple[str, ...]:
+  """The dotted paths at which a run's JSON ``config`` differs from
+  ``default``. A setting the run's config lacks is not a difference: the run
+  predates it, so it could not have been set."""
+  return tuple(path for path, value, _ in
+               checkpointing.config_changes(config, default)
+               if value is not checkpointing.ABSENT)
 
 
 def collect(root: str, defaults: dict | None = None) -> list[Entry]:

@@ -236,6 +236,19 @@ class HostileTest(parameterized.TestCase):
                                "true_labels/checkpoints")
     self.assertFalse(os.path.exists(os.path.join(workdir, "results.json")))
 
+  def test_a_workdir_older_than_a_setting_is_refused_naming_it(self):
+    workdir = os.path.join(self.tmp(), "old_run")
+    checkpointing.prepare_workdir(workdir, {"train": {"seeds": 5}})
+    checkpointing.release(workdir)
+    with self.assertRaisesRegex(
+        ValueError, r"train\.eval_every: \(absent\) -> 1\). A setting "
+        "absent from that run was added"):
+      checkpointing.prepare_workdir(
+          workdir, {"train": {"seeds": 5, "eval_every": 1}})
+    with self.assertRaisesRegex(ValueError, r"train\.seeds: 5 -> 6\)\. "
+                                "Re-run with the original flags"):
+      checkpointing.prepare_workdir(workdir, {"train": {"seeds": 6}})
+
   def test_a_second_run_on_a_workdir_is_refused(self):
     workdir = os.path.join(self.tmp(), "run")
     checkpointing.prepare_workdir(workdir, {"held": "by this test"})
