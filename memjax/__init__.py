@@ -4,7 +4,8 @@ One job per module, from the bottom of the import ladder up (a module imports
 only modules listed before it; tests/test_structure.py checks it):
 
 * ``keys``: every random key, from (seed, stream, step); ``validation``,
-  ``chunking``, ``stats``: config checks, chunked maps, standard errors.
+  ``chunking``, ``stats``, ``cost``: config checks, chunked maps, standard
+  errors, a model's multiply-adds counted from its layer shapes.
 * ``checkpointing``: workdirs, orbax resume, fingerprinted files.
 * ``data``: datasets as in-memory arrays (embedded MNIST-5k and digits; tfds,
   with the records' original order); ``randomization``: Zhang et al.'s

@@ -141,9 +141,12 @@ def define_train_flags(model: str | None = "mlp1x512", seeds: int = 3,
   if seed_chunk:
     define_int("seed_chunk", None,
                "Vmap the seeds in chunks of this many, one chunk after another "
-               "in the same compiled program (less memory; on a CPU faster "
-               "only for tiny models, see benchmarks/RESULTS.md); default: "
-               "all seeds in one vmap.", low=1)
+               "in the same compiled program (less memory); >= the number of "
+               "seeds: all in one vmap. Default: memjax chooses (on a CPU one "
+               "seed after another for models with little arithmetic per "
+               "input value, e.g. mlp2x16, else one vmap; "
+               "training.choose_seed_chunk). Results do not depend on it.",
+               low=1)
   if eval_every:
     define_int("eval_every", 1,
                "Evaluate on the clean training and test sets after every "

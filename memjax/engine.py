@@ -168,7 +168,8 @@ def _prepare(config: training.TrainConfig, data: training.TrainData, mesh,
     seed_keys = placement.keys(config)
     train_index = placement.place_per_seed(train_index)
     data = placement.place_data(data)
-  trainer = training.cached_trainer(config, data.input_shape, data.num_classes)
+  trainer = training.cached_trainer(config, data.input_shape, data.num_classes,
+                                   sharded=mesh is not None)
   return _Run(config, trainer, data, seed_keys, train_index, in_subset,
               training.steps_per_epoch(config, train_index.shape[1]), stamp,
               placement)

@@ -4,6 +4,10 @@ The model is split once into a static ``graphdef`` and pytrees of parameters and
 BatchNorm statistics; every transformed function below is a pure function of
 those pytrees, with a leading seed axis on the whole ``TrainState``. One epoch
 is one jitted ``lax.scan`` over SGD steps, so there is no host sync per step.
+How the seeds execute inside that program (``TrainConfig.seed_chunk``) is
+chosen by ``choose_seed_chunk`` unless set: one vmap, except on a CPU for a
+model with little arithmetic per input value, whose seeds run one after
+another; the results are the same.
 
 Every random choice is a pure function of (seed, step) (``memjax.keys``): seed
 lane ``i`` uses the key of seed ``config.seed + i``, from which the init, the
@@ -37,6 +41,7 @@ import optax
 from flax import nnx
 
 from memjax import chunking
+from memjax import cost
 from memjax import keys
 from memjax import models
 from memjax import regularizers
@@ -67,10 +72,9 @@ class TrainConfig:
   # fit is then noticed only at those epochs (steps to fit in multiples).
   eval_every: int = 1
   eval_batch_size: int = 1000
-  # None: every seed in one vmap (best on accelerators and with a mesh).
-  # Chunks (lax.map over chunks of vmapped seeds) hold fewer seeds' activations
-  # at once; on a CPU they are faster only for tiny models, and no chunk size
-  # wins for every model (benchmarks/RESULTS.md, 2026-12-01).
+  # Seeds vmapped in chunks of this many, one chunk after another (lax.map)
+  # inside the compiled epoch; >= num_seeds: every seed in one vmap. None:
+  # chosen by cached_trainer (choose_seed_chunk). Results do not depend on it.
   seed_chunk: int | None = None
   # Input perturbations and hidden noise; applied to training batches only.
   regularization: regularizers.Regularization = regularizers.Regularization()
@@ -343,18 +347,51 @@ class Trainer:
     return jax.vmap(self.evaluate_one, in_axes=in_axes)(state, x, y)
 
 
-def cached_trainer(config: TrainConfig, input_shape,
-                   num_classes: int) -> Trainer:
+def cached_trainer(config: TrainConfig, input_shape, num_classes: int, *,
+                   sharded: bool = False) -> Trainer:
   """One Trainer (and so one set of compiled functions) per compiled config
   (``TrainConfig.COMPILED`` groups) and shape; its config holds the run
-  group's defaults."""
-  return _trainer(TrainConfig(**config.compiled_fields()), tuple(input_shape),
-                  num_classes)
+  group's defaults. ``seed_chunk=None`` becomes ``choose_seed_chunk``'s
+  choice, unless the seeds are ``sharded`` over a mesh (one vmap each)."""
+  compiled = TrainConfig(**config.compiled_fields())
+  input_shape = tuple(input_shape)
+  if compiled.seed_chunk is None and not sharded:
+    compiled = dataclasses.replace(compiled, seed_chunk=_chosen_seed_chunk(
+        compiled, input_shape, num_classes, jax.default_backend()))
+  return _trainer(compiled, input_shape, num_classes)
 
 
 @functools.lru_cache(maxsize=8)
 def _trainer(config: TrainConfig, input_shape, num_classes: int) -> Trainer:
   return Trainer(config, input_shape, num_classes)
+
+
+# On a CPU, seeds of a model with fewer forward multiply-adds per input value
+# than this train faster one after another inside the compiled epoch than in
+# one vmap (benchmarks/RESULTS.md, "Choosing seed_chunk", 2026-12-02): a
+# vmapped step gathers every seed's minibatch at once, which leaves the cache,
+# and such a model does too little arithmetic per input value to hide it.
+SEQUENTIAL_SEEDS_BELOW = 100.0
+
+
+def choose_seed_chunk(trainer: Trainer, backend: str) -> int | None:
+  """How ``trainer``'s seeds execute when the config leaves it open: 1 (one
+  seed after another, inside the compiled epoch) on a CPU for a model below
+  ``SEQUENTIAL_SEEDS_BELOW`` forward multiply-adds per input value
+  (``memjax.cost``; mlp2x16: 16, mlp1x64: 64), else None (every seed in one
+  vmap: mlp1x128 and wider, the conv nets, every accelerator). Per-seed
+  results are the same either way (tests/test_training.py)."""
+  if backend != "cpu":
+    return None
+  intensity = cost.multiply_adds_per_input_value(trainer)
+  return 1 if intensity < SEQUENTIAL_SEEDS_BELOW else None
+
+
+@functools.lru_cache(maxsize=32)
+def _chosen_seed_chunk(config: TrainConfig, input_shape, num_classes: int,
+                       backend: str) -> int | None:
+  return choose_seed_chunk(_trainer(config, input_shape, num_classes),
+                           backend)
 
 
 def default_train_index(data: TrainData, num_seeds: int) -> jax.Array:

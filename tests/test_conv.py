@@ -227,9 +227,6 @@ class ModelTrainingTest(parameterized.TestCase):
     chex.assert_trees_all_close(fast[:2], plain[:2], rtol=1e-3, atol=1e-3)
 
 
-if __name__ == "__main__":
-  absltest.main()
-
 
 class VsPytorchBenchmarkTest(absltest.TestCase):
 
@@ -251,3 +248,7 @@ class VsPytorchBenchmarkTest(absltest.TestCase):
     else:
       self.assertGreater(row["sides"]["memjax"]["vs_best_pytorch"], 0)
       self.assertIn("best PyTorch", proc.stdout)
+
+
+if __name__ == "__main__":
+  absltest.main()

@@ -16,6 +16,7 @@ import pandas as pd
 from tensorboardX import record_writer
 from tensorboardX.proto import event_pb2
 
+from memjax import cost
 from memjax import data
 from memjax import engine
 from memjax import hooks
@@ -61,7 +62,10 @@ class ManySeedTest(absltest.TestCase):
                                   rtol=1e-4, atol=1e-5)
 
   def test_vmapped_seeds_equal_separate_runs(self):
-    self.assert_lanes_equal_separate_runs(config(dropout=0.2), digits())
+    # seed_chunk=3: all three seeds in one vmap (on a CPU memjax would run
+    # this small MLP's seeds one after another).
+    self.assert_lanes_equal_separate_runs(config(dropout=0.2, seed_chunk=3),
+                                          digits())
 
   def test_vmapped_seeds_equal_separate_runs_with_batchnorm(self):
     cfg = config(model="arpit_cnn", num_seeds=2, max_epochs=1,
@@ -70,13 +74,51 @@ class ManySeedTest(absltest.TestCase):
 
   def test_seed_chunks_equal_one_vmap(self):
     train_data = digits()
-    together = engine.fit(config(num_seeds=5), train_data)
-    chunked = engine.fit(config(num_seeds=5, seed_chunk=2), train_data)
-    for key in engine.HISTORY_KEYS:
-      np.testing.assert_allclose(chunked.history[key], together.history[key],
-                                 rtol=1e-4, atol=1e-5, err_msg=key)
-    chex.assert_trees_all_close(chunked.state.params, together.state.params,
-                                rtol=1e-4, atol=1e-5)
+    together = engine.fit(config(num_seeds=5, seed_chunk=5), train_data)
+    # None: memjax's choice, one seed after another for this MLP on a CPU.
+    for chunk in (2, None):
+      chunked = engine.fit(config(num_seeds=5, seed_chunk=chunk), train_data)
+      for key in engine.HISTORY_KEYS:
+        np.testing.assert_allclose(chunked.history[key],
+                                   together.history[key], rtol=1e-4,
+                                   atol=1e-5, err_msg=f"{chunk}: {key}")
+      chex.assert_trees_all_close(chunked.state.params,
+                                  together.state.params, rtol=1e-4,
+                                  atol=1e-5)
+
+  def test_seed_execution_is_chosen_from_the_arithmetic_per_input_value(self):
+    mnist, cifar = (28, 28, 1), (28, 28, 3)
+    chosen = lambda model, shape, backend="cpu": training.choose_seed_chunk(
+        training.Trainer(config(model=model), shape, 10), backend)
+    self.assertEqual(chosen("mlp2x16", mnist), 1)  # 16.5 per input value
+    self.assertEqual(chosen("mlp1x64", cifar), 1)  # 64.3
+    self.assertIsNone(chosen("mlp1x128", cifar))  # 128.5
+    self.assertIsNone(chosen("mlp1x512", mnist))
+    self.assertIsNone(chosen("alexnet", cifar))
+    self.assertIsNone(chosen("mlp2x16", mnist, backend="gpu"))
+    # cached_trainer applies the choice only where the config leaves it open.
+    trainer = lambda **kw: training.cached_trainer(
+        config(model="mlp2x16", **{k: v for k, v in kw.items()
+                                   if k == "seed_chunk"}), mnist, 10,
+        sharded=kw.get("sharded", False))
+    expected = 1 if jax.default_backend() == "cpu" else None
+    self.assertEqual(trainer().config.seed_chunk, expected)
+    self.assertEqual(trainer(seed_chunk=4).config.seed_chunk, 4)
+    self.assertIsNone(trainer(sharded=True).config.seed_chunk)
+
+  def test_layer_multiply_adds_are_counted_from_the_layer_shapes(self):
+    trainer = training.Trainer(config(model="mlp2x16"), (28, 28, 1), 10)
+    self.assertEqual(cost.layer_multiply_adds(trainer),
+                     [784 * 16, 16 * 16, 16 * 10])
+    self.assertEqual(cost.layer_multiply_adds(trainer, batch_size=4),
+                     [4 * 784 * 16, 4 * 16 * 16, 4 * 16 * 10])
+    # conv: 5x5x3->64 "SAME" on 28x28, then 5x5x64->64 on 14x14, 3 dense.
+    alexnet = training.Trainer(config(model="alexnet"), (28, 28, 3), 10)
+    self.assertEqual(cost.layer_multiply_adds(alexnet),
+                     [28 * 28 * 64 * 75, 14 * 14 * 64 * 1600,
+                      7 * 7 * 64 * 384, 384 * 192, 192 * 10])
+    self.assertEqual(cost.training_flops(trainer, 8),
+                     2 * (3 * (784 * 16 + 16 * 16 + 16 * 10) - 784 * 16))
 
   def test_seed_chunk_with_a_mesh_is_refused(self):
     with self.assertRaisesRegex(ValueError, "seed_chunk=2"):
