@@ -390,8 +390,9 @@ def choose_seed_chunk(trainer: Trainer, backend: str) -> int | None:
 @functools.lru_cache(maxsize=32)
 def _chosen_seed_chunk(config: TrainConfig, input_shape, num_classes: int,
                        backend: str) -> int | None:
-  return choose_seed_chunk(_trainer(config, input_shape, num_classes),
-                           backend)
+  # A Trainer of its own (nothing compiles): one from _trainer's cache would
+  # take the place of a trainer that runs.
+  return choose_seed_chunk(Trainer(config, input_shape, num_classes), backend)
 
 
 def default_train_index(data: TrainData, num_seeds: int) -> jax.Array:
