@@ -137,15 +137,24 @@ def sizes() -> dict:
               seed_chunks=seed_chunks(), repeats=FLAGS.repeats)
 
 
+def alternating_best_times(fns: dict, repeats: int) -> dict:
+  """name -> best wall time of ``fns[name]()`` over ``repeats`` rounds, after
+  one warm-up call each; the order alternates between rounds, so that a
+  change in the machine's load hits every variant alike."""
+  for fn in fns.values():
+    jax.block_until_ready(fn())
+  times = {name: [] for name in fns}
+  for round_ in range(repeats):
+    for name in (list(fns) if round_ % 2 == 0 else list(fns)[::-1]):
+      start = time.perf_counter()
+      jax.block_until_ready(fns[name]())
+      times[name].append(time.perf_counter() - start)
+  return {name: min(t) for name, t in times.items()}
+
+
 def best_time(fn, repeats: int) -> float:
   """Best wall time of ``fn()`` (blocked until ready) after one warm-up call."""
-  jax.block_until_ready(fn())
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return min(times)
+  return alternating_best_times({"fn": fn}, repeats)["fn"]
 
 
 def analytic_flops(trainer, batch_size: int) -> float:
@@ -251,21 +260,6 @@ def training_section(size: dict) -> list[dict]:
   return rows
 
 
-def alternating_best_times(fns: dict, repeats: int) -> dict:
-  """name -> best wall time of ``fns[name]()`` over ``repeats`` rounds, after
-  one warm-up call each; the order alternates between rounds, so that a
-  change in the machine's load hits every variant alike."""
-  for fn in fns.values():
-    jax.block_until_ready(fn())
-  times = {name: [] for name in fns}
-  for round_ in range(repeats):
-    for name in (list(fns) if round_ % 2 == 0 else list(fns)[::-1]):
-      start = time.perf_counter()
-      jax.block_until_ready(fns[name]())
-      times[name].append(time.perf_counter() - start)
-  return {name: min(t) for name, t in times.items()}
-
-
 def chunked(work: Workload, chunk: int) -> Workload:
   """``work`` with its seeds vmapped in chunks of ``chunk``."""
   out = copy.copy(work)
@@ -287,9 +281,10 @@ def seed_vmap_section(size: dict) -> list[dict]:
       singles = [work.one_seed(lane) for lane in range(seeds)]
       default_chunk = work.trainer.config.seed_chunk  # memjax's choice
       variants = {"one vmap": chunked(work, seeds).epoch}
-      for chunk in sorted(set(size["seed_chunks"]) | {default_chunk or seeds}):
-        if chunk < seeds:
-          variants[f"chunks of {chunk}"] = chunked(work, chunk).epoch
+      chunks = set(size["seed_chunks"]) | ({default_chunk} if default_chunk
+                                           else set())
+      for chunk in sorted(c for c in chunks if c < seeds):
+        variants[f"chunks of {chunk}"] = chunked(work, chunk).epoch
       variants["loop"] = lambda: [one.epoch() for one in singles]
       seconds = alternating_best_times(variants, size["repeats"])
       loop = seconds.pop("loop")

@@ -357,7 +357,7 @@ def cached_trainer(config: TrainConfig, input_shape, num_classes: int, *,
   input_shape = tuple(input_shape)
   if compiled.seed_chunk is None and not sharded:
     compiled = dataclasses.replace(compiled, seed_chunk=_chosen_seed_chunk(
-        compiled, input_shape, num_classes, jax.default_backend()))
+        compiled.model, input_shape, num_classes, jax.default_backend()))
   return _trainer(compiled, input_shape, num_classes)
 
 
@@ -388,11 +388,13 @@ def choose_seed_chunk(trainer: Trainer, backend: str) -> int | None:
 
 
 @functools.lru_cache(maxsize=32)
-def _chosen_seed_chunk(config: TrainConfig, input_shape, num_classes: int,
+def _chosen_seed_chunk(model: str, input_shape, num_classes: int,
                        backend: str) -> int | None:
-  # A Trainer of its own (nothing compiles): one from _trainer's cache would
+  # Per model, not per config: the count depends on the layers alone. A
+  # Trainer of its own (nothing compiles): one from _trainer's cache would
   # take the place of a trainer that runs.
-  return choose_seed_chunk(Trainer(config, input_shape, num_classes), backend)
+  return choose_seed_chunk(
+      Trainer(TrainConfig(model=model), input_shape, num_classes), backend)
 
 
 def default_train_index(data: TrainData, num_seeds: int) -> jax.Array:

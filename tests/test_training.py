@@ -97,10 +97,10 @@ class ManySeedTest(absltest.TestCase):
     self.assertIsNone(chosen("alexnet", cifar))
     self.assertIsNone(chosen("mlp2x16", mnist, backend="gpu"))
     # cached_trainer applies the choice only where the config leaves it open.
-    trainer = lambda **kw: training.cached_trainer(
-        config(model="mlp2x16", **{k: v for k, v in kw.items()
-                                   if k == "seed_chunk"}), mnist, 10,
-        sharded=kw.get("sharded", False))
+    def trainer(seed_chunk=None, sharded=False):
+      return training.cached_trainer(
+          config(model="mlp2x16", seed_chunk=seed_chunk), mnist, 10,
+          sharded=sharded)
     expected = 1 if jax.default_backend() == "cpu" else None
     self.assertEqual(trainer().config.seed_chunk, expected)
     self.assertEqual(trainer(seed_chunk=4).config.seed_chunk, 4)
