@@ -162,10 +162,10 @@ def run(config: ReportConfig, workdir: str,
         control: cli.RunControl = cli.RunControl()) -> dict:
   """Writes what ``config.mode`` asks for; returns the paths written and the
   page's size in bytes."""
-  found = report_pages.collect(config.runs)
-  defaults = {e.experiment: default_config(e.experiment) for e in found}
-  entries = report_pages.collect(
-      config.runs, {k: v for k, v in defaults.items() if v is not None})
+  entries = report_pages.collect(config.runs)
+  defaults = {e.experiment: default_config(e.experiment) for e in entries}
+  entries = report_pages.mark_changed(
+      entries, {k: v for k, v in defaults.items() if v is not None})
   if not entries:
     raise ValueError(f"no results.json under --runs {config.runs!r}; run an "
                      "experiment first, e.g. python experiments/"

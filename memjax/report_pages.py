@@ -216,19 +216,23 @@ def config_changes(config: dict, default: dict) -> tuple[str, ...]:
                if value is not checkpointing.ABSENT)
 
 
-def collect(root: str, defaults: dict | None = None) -> list[Entry]:
+def collect(root: str) -> list[Entry]:
   """The Entries of every results.json under ``root``, in the README's order
-  of experiments (others after, by name), then by folder. ``defaults``:
-  experiment -> the config.json of its default command, to mark the runs
-  whose settings differ."""
+  of experiments (others after, by name), then by folder."""
   entries = [load_entry(p, root) for p in find_results(root)]
-  if defaults:
-    entries = [dataclasses.replace(e, changed=config_changes(
-        e.results["config"], defaults[e.experiment]))
-               if e.experiment in defaults else e for e in entries]
   order = {name: i for i, name in enumerate(SOURCES)}
   return sorted(entries, key=lambda e: (order.get(e.experiment, len(order)),
                                         e.experiment, e.folder))
+
+
+def mark_changed(entries: list[Entry], defaults: dict) -> list[Entry]:
+  """``entries`` with the settings in which each run differs from its
+  experiment's default command marked; ``defaults``: experiment -> the
+  config.json of that command (experiments without one are left as they
+  are)."""
+  return [dataclasses.replace(e, changed=config_changes(
+      e.results["config"], defaults[e.experiment]))
+          if e.experiment in defaults else e for e in entries]
 
 
 # --- Numbers and text ---------------------------------------------------------
