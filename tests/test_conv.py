@@ -190,6 +190,15 @@ class XlaFlagTest(absltest.TestCase):
     self.assertIn("user", status)
     warning.assert_not_called()
 
+  def test_per_channel_sums_stay_off_the_slow_reduce_window_path(self):
+    # Without YNNPACK's reductions XLA:CPU rewrites this sum over 128x28x28
+    # values per channel (BatchNorm's statistics) into a reduce-window.
+    if conv.XLA_FLAG_STATUS != "set" or jax.default_backend() != "cpu":
+      self.skipTest(f"memjax's flag is not in effect: {conv.XLA_FLAG_STATUS}")
+    x = jnp.zeros((128, 28, 28, 8))
+    hlo = jax.jit(lambda x: x.sum((0, 1, 2))).lower(x).compile().as_text()
+    self.assertNotIn("reduce-window", hlo)
+
   def test_not_set_once_the_backends_exist(self):
     status, flags, warning = self.set_flag("", backends_exist=True)
     self.assertEqual(flags, "")
