@@ -42,23 +42,18 @@ imported (``import memjax.models`` or anything that trains imports it):
 ``--xla_cpu_experimental_ynn_fusion_type=reduce`` (YNNPACK fusions for
 reductions only), appended to ``XLA_FLAGS`` before JAX creates its backends.
 XLA:CPU's default list also hands convolutions to YNNPACK, which runs the
-kernel gradients of these models' convolutions 1.2-8x slower than XLA's Eigen
-kernels (e.g. 319 vs 41 ms for a 3x3, 64->48-channel conv on 128x28x28
-inputs). Reductions are kept on YNNPACK because without it XLA rewrites every
-sum over more than 32 values into a ``reduce-window`` with windows of 32 and
-a sum of the partials (its TreeReductionRewriter), which XLA:CPU runs about 3x
-slower: BatchNorm's per-channel sums over 128x28x28 values, and every bias
-gradient. Measured on the idle 2-core CPU, alternating runs
-(benchmarks/RESULTS.md): the small AlexNet trains at 575-639 examples/s with
-YNNPACK's convolutions off against 397-435 with them, MLP 1x512 at
-24,000-26,000 either way; keeping reductions on YNNPACK took the sums of a
-128x28x28x200 BatchNorm from 53 to 19 ms and Inception from 81-85 to 89-101
-examples/s. The flag affects only the CPU backend. It is left
-out when ``XLA_FLAGS`` already names it (the user's own choice wins), when
-jaxlib is not the 0.10 series pinned in requirements.txt, on which it was
-measured (XLA aborts on flags it does not know), and, with a warning, when
-JAX's backends already exist (too late to take effect). When it is appended
-to a non-empty ``XLA_FLAGS`` set by the user, a warning says so.
+kernel gradients of these models' convolutions up to 8x slower than XLA's
+Eigen kernels. Reductions stay on YNNPACK because without it XLA rewrites
+every sum over more than 32 values (BatchNorm's per-channel statistics, every
+bias gradient) into a ``reduce-window`` over windows of 32 (its
+TreeReductionRewriter), which XLA:CPU runs about 3x slower. The measurements
+behind both choices are in benchmarks/RESULTS.md ("memjax vs PyTorch on this
+CPU" and "YNNPACK's reductions back on"). The flag affects only the CPU
+backend. It is left out when ``XLA_FLAGS`` already names it (the user's own
+choice wins), when jaxlib is not the 0.10 series pinned in requirements.txt,
+on which it was measured (XLA aborts on flags it does not know), and, with a
+warning, when JAX's backends already exist (too late to take effect). When it
+is appended to a non-empty ``XLA_FLAGS`` set by the user, a warning says so.
 ``XLA_FLAG_STATUS`` records what happened.
 """
 
