@@ -69,17 +69,23 @@ NETS = ("mlp1x512_mnist5k", "mlp1x512_cifar", "alexnet", "arpit_cnn",
 BATCH_SIZE = 128
 FIT_EPOCHS = 10
 
-flags.DEFINE_list("nets", list(NETS), f"Subset of {', '.join(NETS)}.")
-flags.DEFINE_integer("rounds", 5, "Alternating timed rounds per net.",
-                     lower_bound=1)
-flags.DEFINE_integer("conv_examples", 512,
-                     "Training examples of one conv-net epoch (4 steps of "
-                     "128 by default).", lower_bound=1)
-flags.DEFINE_integer("mlp_examples", 4000,
-                     "Synthetic examples of the mlp1x512_cifar epoch.",
-                     lower_bound=1)
-flags.DEFINE_bool("smoke", False, "One round on a few examples (tests).")
-flags.DEFINE_string("output", None, "Also write the results as JSON here.")
+
+def define_flags() -> None:
+  """This script's flags (defined only when it runs, so that other
+  benchmarks can import its sides)."""
+  flags.DEFINE_list("nets", list(NETS), f"Subset of {', '.join(NETS)}.")
+  flags.DEFINE_integer("rounds", 5, "Alternating timed rounds per net.",
+                       lower_bound=1)
+  flags.DEFINE_integer("conv_examples", 512,
+                       "Training examples of one conv-net epoch (4 steps of "
+                       "128 by default).", lower_bound=1)
+  flags.DEFINE_integer("mlp_examples", 4000,
+                       "Synthetic examples of the mlp1x512_cifar epoch.",
+                       lower_bound=1)
+  flags.DEFINE_bool("smoke", False, "One round on a few examples (tests).")
+  flags.DEFINE_string("output", None, "Also write the results as JSON here.")
+
+
 FLAGS = flags.FLAGS
 
 
@@ -341,4 +347,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

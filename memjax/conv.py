@@ -176,22 +176,31 @@ def _strided_input_gradient(grad_out, kernel, x_shape, strides, padding):
   return padded[:, lo_h:lo_h + h, lo_w:lo_w + w]
 
 
-def _canonical_conv_bwd(strides, padding, residuals, grad_out):
-  x, kernel = residuals
-  kh, kw = kernel.shape[:2]
+def input_gradient(grad_out, kernel, x_shape, strides, padding):
+  """Gradient of ``canonical_conv`` with respect to its input."""
   if strides == (1, 1):
-    grad_x = _input_gradient(grad_out, kernel, x.shape, padding)
-  else:
-    grad_x = _strided_input_gradient(grad_out, kernel, x.shape, strides,
-                                     padding)
-  # Kernel gradient: the input with its channels as the batch and its batch as
-  # the features, convolved with the output gradient (batch as its input
-  # features) dilated by the strides. Positions past the last one that the
-  # strided forward pass reached come out beyond the kernel and are dropped.
+    return _input_gradient(grad_out, kernel, x_shape, padding)
+  return _strided_input_gradient(grad_out, kernel, x_shape, strides, padding)
+
+
+def kernel_gradient(x, grad_out, kernel_shape, strides, padding):
+  """Gradient of ``canonical_conv`` with respect to its kernel.
+
+  The input with its channels as the batch and its batch as the features,
+  convolved with the output gradient (batch as its input features) dilated by
+  the strides. Positions past the last one that the strided forward pass
+  reached come out beyond the kernel and are dropped.
+  """
+  kh, kw = kernel_shape[:2]
   grad_kernel = _conv(x.transpose(3, 1, 2, 0), grad_out.transpose(1, 2, 0, 3),
                       (1, 1), padding, rhs_dilation=strides)
-  grad_kernel = grad_kernel[:, :kh, :kw].transpose(1, 2, 0, 3)
-  return grad_x, grad_kernel
+  return grad_kernel[:, :kh, :kw].transpose(1, 2, 0, 3)
+
+
+def _canonical_conv_bwd(strides, padding, residuals, grad_out):
+  x, kernel = residuals
+  return (input_gradient(grad_out, kernel, x.shape, strides, padding),
+          kernel_gradient(x, grad_out, kernel.shape, strides, padding))
 
 
 canonical_conv.defvjp(_canonical_conv_fwd, _canonical_conv_bwd)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from memjax import keys
 
 
-def _equations(jaxpr):
+def jaxpr_equations(jaxpr):
   """Every equation of ``jaxpr`` and of the jaxprs nested in it."""
   for eqn in jaxpr.eqns:
     yield eqn
@@ -26,7 +26,7 @@ def _equations(jaxpr):
       for sub in value if isinstance(value, (list, tuple)) else (value,):
         sub = getattr(sub, "jaxpr", sub)
         if hasattr(sub, "eqns"):
-          yield from _equations(sub)
+          yield from jaxpr_equations(sub)
 
 
 def _multiply_adds(eqn) -> int:
@@ -53,7 +53,7 @@ def layer_multiply_adds(trainer, batch_size: int = 1) -> list[int]:
                            jnp.float32)
   forward = jax.make_jaxpr(
       lambda p, b, x: trainer.apply(p, b, x)[0])(params, batch_stats, x)
-  return [m for m in map(_multiply_adds, _equations(forward.jaxpr)) if m]
+  return [m for m in map(_multiply_adds, jaxpr_equations(forward.jaxpr)) if m]
 
 
 def training_flops(trainer, batch_size: int) -> float:

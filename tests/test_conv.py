@@ -2,6 +2,7 @@
 gradients, and the models' training steps are unchanged by them."""
 
 import contextlib
+import importlib
 import importlib.util
 import json
 import os
@@ -26,6 +27,7 @@ from memjax import models
 from memjax import training
 
 TOLERANCE = dict(rtol=1e-5, atol=1e-5)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def plain_conv(lhs, rhs, window_strides, padding,
@@ -247,7 +249,7 @@ class VsPytorchBenchmarkTest(absltest.TestCase):
         [sys.executable, "benchmarks/vs_pytorch.py", "--smoke",
          "--nets=alexnet", f"--output={output}"],
         capture_output=True, text=True, timeout=600, check=False,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        cwd=REPO)
     self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
     with open(output) as f:
       (row,) = json.load(f)["rows"]
@@ -258,6 +260,69 @@ class VsPytorchBenchmarkTest(absltest.TestCase):
       self.assertGreater(row["sides"]["memjax"]["vs_best_pytorch"], 0)
       self.assertIn("best PyTorch", proc.stdout)
 
+
+
+def _import_benchmark(name: str):
+  """A module of benchmarks/ (not a package), imported by path."""
+  directory = os.path.join(REPO, "benchmarks")
+  if directory not in sys.path:
+    sys.path.insert(0, directory)
+  return importlib.import_module(name)
+
+
+class ConvKernelsBenchmarkTest(absltest.TestCase):
+
+  def test_reads_every_convolution_of_each_model(self):
+    conv_kernels = _import_benchmark("conv_kernels")
+    counts = {net: len(conv_kernels.model_convs(net, 128))
+              for net in ("alexnet", "arpit_cnn", "inception")}
+    # Inception: a stem, eight modules of a 1x1 and a 3x3, two stride-2 3x3s.
+    self.assertEqual(counts, {"alexnet": 2, "arpit_cnn": 2, "inception": 19})
+    first, second = conv_kernels.model_convs("arpit_cnn", 128)
+    self.assertFalse(first.needs_input_gradient)
+    self.assertTrue(second.needs_input_gradient)
+    self.assertEqual(second.x_shape, (128, 14, 14, 200))
+    work = conv_kernels.flops(second)
+    self.assertEqual(work["output_shape"], (128, 14, 14, 200))
+    self.assertEqual(work["forward"], 2 * 128 * 14 * 14 * 5 * 5 * 200 * 200)
+    self.assertEqual(work["backward"], 2 * work["forward"])
+    self.assertEqual(conv_kernels.flops(first)["backward"],
+                     conv_kernels.flops(first)["forward"])
+
+  def test_strided_convolutions_keep_their_output_size(self):
+    conv_kernels = _import_benchmark("conv_kernels")
+    strided = [c for c in conv_kernels.model_convs("inception", 2)
+               if c.strides != (1, 1)]
+    self.assertEqual([conv_kernels.flops(c)["output_shape"][1:3]
+                      for c in strided], [(14, 14), (7, 7)])
+
+  def test_smoke_run_reports_both_sides_or_skips_pytorch(self):
+    directory = tempfile.TemporaryDirectory()
+    self.addCleanup(directory.cleanup)
+    output = os.path.join(directory.name, "kernels.json")
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/conv_kernels.py", "--smoke",
+         "--nets=alexnet", f"--output={output}"],
+        capture_output=True, text=True, timeout=600, check=False, cwd=REPO)
+    self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+    with open(output) as f:
+      (result,) = json.load(f)["nets"]
+    self.assertLen(result["convs"], 2)
+    self.assertGreater(result["conv_step_seconds"]["memjax"], 0)
+    self.assertIn("convolutions alone, memjax", proc.stdout)
+    if importlib.util.find_spec("torch") is None:
+      self.assertIn("PyTorch is not installed", proc.stderr)
+    else:
+      self.assertGreater(result["conv_step_seconds"]["pytorch"], 0)
+      self.assertIn("of PyTorch's whole step", proc.stdout)
+
+  def test_unknown_net_is_refused(self):
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/conv_kernels.py", "--nets=mlp1x512"],
+        capture_output=True, text=True, timeout=600, check=False, cwd=REPO)
+    self.assertNotEqual(proc.returncode, 0)
+    self.assertIn("mlp1x512", proc.stderr)
+    self.assertIn("valid: alexnet", proc.stderr)
 
 if __name__ == "__main__":
   absltest.main()
