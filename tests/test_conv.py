@@ -296,6 +296,19 @@ class ConvKernelsBenchmarkTest(absltest.TestCase):
     self.assertEqual([conv_kernels.flops(c)["output_shape"][1:3]
                       for c in strided], [(14, 14), (7, 7)])
 
+  def test_timed_loop_runs_each_convolution_inside_the_loop(self):
+    # A static loop of two calls compiled to one convolution outside any loop.
+    conv_kernels = _import_benchmark("conv_kernels")
+    c = conv_kernels.model_convs("alexnet", 2)[1]
+    timed = conv_kernels.MemjaxConv(c)
+    compiled = timed.forward.lower(2, timed.x, timed.kernel).compile()
+    computations = compiled.as_text().split("\n\n")
+    (entry,) = [text for text in computations if text.startswith("ENTRY")]
+    self.assertIn(" while(", entry)
+    self.assertNotIn("convolution(", entry)
+    self.assertEqual(sum(text.count("convolution(") for text in computations),
+                     1)
+
   def test_smoke_run_reports_both_sides_or_skips_pytorch(self):
     directory = tempfile.TemporaryDirectory()
     self.addCleanup(directory.cleanup)
