@@ -34,7 +34,6 @@ step. Measured figures: benchmarks/RESULTS.md ("The convolutions alone").
 from __future__ import annotations
 
 import collections
-import json
 import os
 import statistics
 import sys
@@ -51,6 +50,7 @@ from flax import nnx
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vs_pytorch  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from memjax import cli  # pylint: disable=wrong-import-position
 from memjax import conv  # pylint: disable=wrong-import-position
 from memjax import cost  # pylint: disable=wrong-import-position
 from memjax import models  # pylint: disable=wrong-import-position
@@ -282,29 +282,18 @@ def format_result(r: dict) -> list[str]:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  unknown = sorted(set(FLAGS.nets) - set(NETS))
-  if unknown or not FLAGS.nets:
-    raise app.UsageError(f"--nets: unknown or empty {unknown}; valid: "
-                         f"{', '.join(NETS)}.")
+  vs_pytorch.check_nets(FLAGS.nets, NETS)
+  vs_pytorch.check_output(FLAGS.output)
   batch, rounds = ((4, 1) if FLAGS.smoke else
                    (vs_pytorch.BATCH_SIZE, FLAGS.rounds))
-  if torch is None:
-    print("PyTorch is not installed, so its columns are skipped (install the "
-          "benchmark-only dependency with `pip install torch==2.13.0`).",
-          file=sys.stderr)
+  vs_pytorch.note_missing_torch()
   report = {"machine": vs_pytorch.machine(), "nets": []}
   for net in FLAGS.nets:
     result = measure(net, batch, rounds)
     report["nets"].append(result)
     print("\n".join(format_result(result)), flush=True)
-  report["machine"]["load_average_at_end"] = list(os.getloadavg())
-  print(f"machine: {json.dumps(report['machine'])}")
-  if FLAGS.output:
-    with open(FLAGS.output, "w") as f:
-      json.dump(report, f, indent=1)
-      f.write("\n")
-
+  vs_pytorch.finish(report, FLAGS.output)
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -52,6 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from memjax import cli
 from memjax import data as data_lib
 from memjax import engine
 from memjax import keys
@@ -317,35 +318,63 @@ def format_row(row: dict) -> list[str]:
   return lines
 
 
+def check_nets(nets: list[str], valid: tuple[str, ...]) -> None:
+  """Bad ``--nets``: one ``error:`` line naming them and the valid ones,
+  exit status 2 (as memjax's experiments)."""
+  unknown = sorted(set(nets) - set(valid))
+  if unknown or not nets:
+    print(f"error: --nets: unknown or empty {unknown}; valid: "
+          f"{', '.join(valid)}.", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_output(output: str | None) -> None:
+  """An ``--output`` that cannot be written gets its ``error:`` line before
+  minutes of measuring, not after."""
+  if output and (os.path.isdir(output) or not os.path.isdir(
+      os.path.dirname(os.path.abspath(output)))):
+    print(f"error: --output={output}: not a file in an existing folder.",
+          file=sys.stderr)
+    sys.exit(2)
+
+
+def note_missing_torch() -> None:
+  if torch is None:
+    print("PyTorch is not installed, so its columns are skipped (install the "
+          "benchmark-only dependency with `pip install torch==2.13.0`).",
+          file=sys.stderr)
+
+
+def finish(report: dict, output: str | None) -> None:
+  """Prints the machine (with its load at the end) and writes ``report`` as
+  JSON to ``output`` if given."""
+  report["machine"]["load_average_at_end"] = list(os.getloadavg())
+  print(f"machine: {json.dumps(report['machine'])}")
+  if output:
+    with open(output, "w") as f:
+      json.dump(report, f, indent=1)
+      f.write("\n")
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  unknown = sorted(set(FLAGS.nets) - set(NETS))
-  if unknown or not FLAGS.nets:
-    raise app.UsageError(f"--nets: unknown or empty {unknown}; valid: "
-                         f"{', '.join(NETS)}.")
+  check_nets(FLAGS.nets, NETS)
+  check_output(FLAGS.output)
   size = {"rounds": FLAGS.rounds, "conv_examples": FLAGS.conv_examples,
           "mlp_examples": FLAGS.mlp_examples, "mnist_examples": 4000}
   if FLAGS.smoke:
     size = {"rounds": 1, "conv_examples": 16, "mlp_examples": 256,
             "mnist_examples": 256}
-  if torch is None:
-    print("PyTorch is not installed, so its columns are skipped (install the "
-          "benchmark-only dependency with `pip install torch==2.13.0`).",
-          file=sys.stderr)
+  note_missing_torch()
   report = {"machine": machine(), "rows": []}
   for net in FLAGS.nets:
     row = compare(net, size)
     report["rows"].append(row)
     print("\n".join(format_row(row)), flush=True)
-  report["machine"]["load_average_at_end"] = list(os.getloadavg())
-  print(f"machine: {json.dumps(report['machine'])}")
-  if FLAGS.output:
-    with open(FLAGS.output, "w") as f:
-      json.dump(report, f, indent=1)
-      f.write("\n")
+  finish(report, FLAGS.output)
 
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

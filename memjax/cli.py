@@ -374,7 +374,7 @@ def save_results(workdir: str, experiment: str, config, runs, summary,
 INTERRUPTED = "interrupted; re-run the same command to resume"
 
 
-def _parse_flags(argv):
+def parse_flags(argv):
   """absl's parser, with a bad flag reported as one line and exit status 2."""
   try:
     return flags.FLAGS(argv)
@@ -432,7 +432,7 @@ def main(experiment) -> None:
     if code:
       _exit(code)
   try:
-    app.run(guarded, flags_parser=_parse_flags)
+    app.run(guarded, flags_parser=parse_flags)
   except KeyboardInterrupt:
     print(INTERRUPTED, file=sys.stderr)
     _exit(130)

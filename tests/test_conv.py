@@ -239,27 +239,32 @@ class ModelTrainingTest(parameterized.TestCase):
 
 
 
+def _smoke_run(test: absltest.TestCase, script: str):
+  """Runs ``benchmarks/<script> --smoke --nets=alexnet``; asserts it
+  succeeded; returns the process and its JSON report."""
+  directory = tempfile.TemporaryDirectory()
+  test.addCleanup(directory.cleanup)
+  output = os.path.join(directory.name, "report.json")
+  proc = subprocess.run(
+      [sys.executable, os.path.join("benchmarks", script), "--smoke",
+       "--nets=alexnet", f"--output={output}"],
+      capture_output=True, text=True, timeout=600, check=False, cwd=REPO)
+  test.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+  with open(output) as f:
+    return proc, json.load(f)
+
+
 class VsPytorchBenchmarkTest(absltest.TestCase):
 
   def test_smoke_run_reports_both_sides_or_skips_pytorch(self):
-    directory = tempfile.TemporaryDirectory()
-    self.addCleanup(directory.cleanup)
-    output = os.path.join(directory.name, "vs.json")
-    proc = subprocess.run(
-        [sys.executable, "benchmarks/vs_pytorch.py", "--smoke",
-         "--nets=alexnet", f"--output={output}"],
-        capture_output=True, text=True, timeout=600, check=False,
-        cwd=REPO)
-    self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
-    with open(output) as f:
-      (row,) = json.load(f)["rows"]
+    proc, report = _smoke_run(self, "vs_pytorch.py")
+    (row,) = report["rows"]
     self.assertGreater(row["sides"]["memjax"]["median_examples_per_s"], 0)
     if importlib.util.find_spec("torch") is None:
       self.assertIn("PyTorch is not installed", proc.stderr)
     else:
       self.assertGreater(row["sides"]["memjax"]["vs_best_pytorch"], 0)
       self.assertIn("best PyTorch", proc.stdout)
-
 
 
 def _import_benchmark(name: str):
@@ -310,16 +315,8 @@ class ConvKernelsBenchmarkTest(absltest.TestCase):
                      1)
 
   def test_smoke_run_reports_both_sides_or_skips_pytorch(self):
-    directory = tempfile.TemporaryDirectory()
-    self.addCleanup(directory.cleanup)
-    output = os.path.join(directory.name, "kernels.json")
-    proc = subprocess.run(
-        [sys.executable, "benchmarks/conv_kernels.py", "--smoke",
-         "--nets=alexnet", f"--output={output}"],
-        capture_output=True, text=True, timeout=600, check=False, cwd=REPO)
-    self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
-    with open(output) as f:
-      (result,) = json.load(f)["nets"]
+    proc, report = _smoke_run(self, "conv_kernels.py")
+    (result,) = report["nets"]
     self.assertLen(result["convs"], 2)
     self.assertGreater(result["conv_step_seconds"]["memjax"], 0)
     self.assertIn("convolutions alone, memjax", proc.stdout)
@@ -329,13 +326,26 @@ class ConvKernelsBenchmarkTest(absltest.TestCase):
       self.assertGreater(result["conv_step_seconds"]["pytorch"], 0)
       self.assertIn("of PyTorch's whole step", proc.stdout)
 
-  def test_unknown_net_is_refused(self):
-    proc = subprocess.run(
-        [sys.executable, "benchmarks/conv_kernels.py", "--nets=mlp1x512"],
-        capture_output=True, text=True, timeout=600, check=False, cwd=REPO)
-    self.assertNotEqual(proc.returncode, 0)
-    self.assertIn("mlp1x512", proc.stderr)
-    self.assertIn("valid: alexnet", proc.stderr)
+  def test_bad_input_is_one_error_line_and_status_2(self):
+    directory = tempfile.TemporaryDirectory()
+    self.addCleanup(directory.cleanup)
+    cases = {"--nets=mlp1x512": "['mlp1x512']; valid: ",
+             "--rounds=0": "--rounds=0",
+             f"--output={directory.name}": f"--output={directory.name}",
+             "--output=/nonexistent/kernels.json": "/nonexistent"}
+    for script in ("conv_kernels.py", "vs_pytorch.py"):
+      for arg, named in cases.items():
+        with self.subTest(script=script, arg=arg):
+          proc = subprocess.run(
+              [sys.executable, os.path.join("benchmarks", script), arg],
+              capture_output=True, text=True, timeout=600, check=False,
+              cwd=REPO)
+          self.assertEqual(proc.returncode, 2, proc.stderr[-2000:])
+          errors = [line for line in proc.stderr.splitlines()
+                    if line.startswith("error:")]
+          self.assertLen(errors, 1)
+          self.assertIn(named, errors[0])
+    self.assertEmpty(os.listdir(directory.name))
 
 if __name__ == "__main__":
   absltest.main()
