@@ -136,8 +136,8 @@ class MemjaxConv:
         0.05 * rng.standard_normal(c.kernel_shape, np.float32))
     self.grad_out = jnp.asarray(
         rng.standard_normal(flops(c)["output_shape"], np.float32))
-    self.forward = _looped(lambda x, k: conv._conv(  # pylint: disable=protected-access
-        x, k, c.strides, c.padding))
+    self.forward = _looped(
+        lambda x, k: conv.canonical_conv(x, k, c.strides, c.padding))
 
     def backward(x, kernel, grad_out):
       grads = [conv.kernel_gradient(x, grad_out, kernel.shape, c.strides,
@@ -240,9 +240,8 @@ def measure(net: str, batch: int, rounds: int) -> dict:
       row[side] = {piece: statistics.median(times) for piece, times in
                    conv_seconds[side][index].items()}
     result["convs"].append(row)
-  total_flops = sum(r["flops"]["forward"] + r["flops"]["backward"]
-                    for r in result["convs"])
-  result["conv_flops_per_step"] = total_flops
+  result["conv_flops_per_step"] = sum(
+      r["flops"]["forward"] + r["flops"]["backward"] for r in result["convs"])
   for side in sides:
     seconds = sum(sum(r[side].values()) for r in result["convs"])
     result["conv_step_seconds"][side] = seconds
@@ -280,10 +279,7 @@ def format_result(r: dict) -> list[str]:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  vs_pytorch.check_nets(FLAGS.nets, NETS)
-  vs_pytorch.check_output(FLAGS.output)
+  vs_pytorch.check_flags(argv, NETS)
   batch, rounds = ((4, 1) if FLAGS.smoke else
                    (vs_pytorch.BATCH_SIZE, FLAGS.rounds))
   vs_pytorch.note_missing_torch()
@@ -293,6 +289,7 @@ def main(argv):
     report["nets"].append(result)
     print("\n".join(format_result(result)), flush=True)
   vs_pytorch.finish(report, FLAGS.output)
+
 
 if __name__ == "__main__":
   define_flags()

@@ -318,19 +318,18 @@ def format_row(row: dict) -> list[str]:
   return lines
 
 
-def check_nets(nets: list[str], valid: tuple[str, ...]) -> None:
-  """Bad ``--nets``: one ``error:`` line naming them and the valid ones,
-  exit status 2 (as memjax's experiments)."""
-  unknown = sorted(set(nets) - set(valid))
-  if unknown or not nets:
+def check_flags(argv: list[str], valid_nets: tuple[str, ...]) -> None:
+  """Checks a benchmark's command line before any measuring. Bad ``--nets``
+  or an ``--output`` that cannot be written: one ``error:`` line naming it,
+  exit status 2 (as memjax's experiments), not a traceback minutes later."""
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  unknown = sorted(set(FLAGS.nets) - set(valid_nets))
+  if unknown or not FLAGS.nets:
     print(f"error: --nets: unknown or empty {unknown}; valid: "
-          f"{', '.join(valid)}.", file=sys.stderr)
+          f"{', '.join(valid_nets)}.", file=sys.stderr)
     sys.exit(2)
-
-
-def check_output(output: str | None) -> None:
-  """An ``--output`` that cannot be written gets its ``error:`` line before
-  minutes of measuring, not after."""
+  output = FLAGS.output
   if output and (os.path.isdir(output) or not os.path.isdir(
       os.path.dirname(os.path.abspath(output)))):
     print(f"error: --output={output}: not a file in an existing folder.",
@@ -357,10 +356,7 @@ def finish(report: dict, output: str | None) -> None:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  check_nets(FLAGS.nets, NETS)
-  check_output(FLAGS.output)
+  check_flags(argv, NETS)
   size = {"rounds": FLAGS.rounds, "conv_examples": FLAGS.conv_examples,
           "mlp_examples": FLAGS.mlp_examples, "mnist_examples": 4000}
   if FLAGS.smoke:

@@ -238,7 +238,6 @@ class ModelTrainingTest(parameterized.TestCase):
     chex.assert_trees_all_close(fast[:2], plain[:2], rtol=1e-3, atol=1e-3)
 
 
-
 def _smoke_run(test: absltest.TestCase, script: str):
   """Runs ``benchmarks/<script> --smoke --nets=alexnet``; asserts it
   succeeded; returns the process and its JSON report."""
@@ -346,6 +345,7 @@ class ConvKernelsBenchmarkTest(absltest.TestCase):
           self.assertLen(errors, 1)
           self.assertIn(named, errors[0])
     self.assertEmpty(os.listdir(directory.name))
+
 
 if __name__ == "__main__":
   absltest.main()
