@@ -70,7 +70,8 @@ def define_flags() -> None:
   flags.DEFINE_integer("rounds", 5, "Alternating timed rounds.",
                        lower_bound=1)
   flags.DEFINE_bool("smoke", False, "One round at batch 4 (tests).")
-  flags.DEFINE_string("output", None, "Also write the results as JSON here.")
+  flags.DEFINE_string("output", None, "Also write the results as JSON to "
+                      "this new file (an existing one is refused).")
 
 
 FLAGS = flags.FLAGS

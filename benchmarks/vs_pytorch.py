@@ -84,7 +84,8 @@ def define_flags() -> None:
                        "Synthetic examples of the mlp1x512_cifar epoch.",
                        lower_bound=1)
   flags.DEFINE_bool("smoke", False, "One round on a few examples (tests).")
-  flags.DEFINE_string("output", None, "Also write the results as JSON here.")
+  flags.DEFINE_string("output", None, "Also write the results as JSON to "
+                      "this new file (an existing one is refused).")
 
 
 FLAGS = flags.FLAGS
@@ -319,9 +320,10 @@ def format_row(row: dict) -> list[str]:
 
 
 def check_flags(argv: list[str], valid_nets: tuple[str, ...]) -> None:
-  """Checks a benchmark's command line before any measuring. Bad ``--nets``
-  or an ``--output`` that cannot be written: one ``error:`` line naming it,
-  exit status 2 (as memjax's experiments), not a traceback minutes later."""
+  """Checks a benchmark's command line before any measuring. Bad ``--nets``,
+  an ``--output`` that exists already (never overwritten) or cannot be
+  written: one ``error:`` line naming it, exit status 2 (as memjax's
+  experiments), not a traceback minutes later."""
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   unknown = sorted(set(FLAGS.nets) - set(valid_nets))
@@ -330,8 +332,12 @@ def check_flags(argv: list[str], valid_nets: tuple[str, ...]) -> None:
           f"{', '.join(valid_nets)}.", file=sys.stderr)
     sys.exit(2)
   output = FLAGS.output
-  if output and (os.path.isdir(output) or not os.path.isdir(
-      os.path.dirname(os.path.abspath(output)))):
+  if output and os.path.exists(output):
+    print(f"error: --output={output} already exists; benchmarks never "
+          "overwrite a file (choose a new name or remove it).",
+          file=sys.stderr)
+    sys.exit(2)
+  if output and not os.path.isdir(os.path.dirname(os.path.abspath(output))):
     print(f"error: --output={output}: not a file in an existing folder.",
           file=sys.stderr)
     sys.exit(2)

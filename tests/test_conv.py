@@ -328,9 +328,13 @@ class ConvKernelsBenchmarkTest(absltest.TestCase):
   def test_bad_input_is_one_error_line_and_status_2(self):
     directory = tempfile.TemporaryDirectory()
     self.addCleanup(directory.cleanup)
+    users_file = os.path.join(directory.name, "mine.json")
+    with open(users_file, "w") as f:
+      f.write("a user's results")
     cases = {"--nets=mlp1x512": "['mlp1x512']; valid: ",
              "--rounds=0": "--rounds=0",
              f"--output={directory.name}": f"--output={directory.name}",
+             f"--output={users_file}": "already exists",
              "--output=/nonexistent/kernels.json": "/nonexistent"}
     for script in ("conv_kernels.py", "vs_pytorch.py"):
       for arg, named in cases.items():
@@ -344,7 +348,9 @@ class ConvKernelsBenchmarkTest(absltest.TestCase):
                     if line.startswith("error:")]
           self.assertLen(errors, 1)
           self.assertIn(named, errors[0])
-    self.assertEmpty(os.listdir(directory.name))
+    self.assertEqual(os.listdir(directory.name), ["mine.json"])
+    with open(users_file) as f:
+      self.assertEqual(f.read(), "a user's results")
 
 
 if __name__ == "__main__":
